@@ -1,0 +1,442 @@
+"""Speed benchmarks of the inference pipeline and of the classifier alone.
+
+- :func:`run_benchmark`: for each model x provider x face count, warm up, then time
+  ``Pipeline.process`` on the frames of a clip (a video, or the built-in synthetic clip made from
+  real face photos). Reports median/p90/p99 latency per stage (detect, preprocess, inference,
+  total), frames/s and faces/s.
+- :func:`run_classifier_benchmark`: ``EmotionClassifier.predict_batch`` throughput at a fixed batch
+  size on real face crops (the GPU target: faces/s at batch 32).
+
+Both take ``progress_cb(done, total)`` and ``cancel_cb() -> bool`` so the desktop app can run them
+in a worker thread, show progress and stop them. A provider that is not available gives a row
+with ``status="skipped"`` and the reason, not an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+STAGES = ("detect", "preprocess", "inference", "total")
+MAX_SOURCE_FRAMES = 120  # frames read from a --source video (kept in memory)
+
+ProgressCb = Callable[[int, int], None] | None
+CancelCb = Callable[[], bool] | None
+
+
+# --------------------------------------------------------------------------- synthetic clip
+
+
+@lru_cache(maxsize=None)
+def _asset(name: str) -> np.ndarray:
+    """A bundled photo by file stem (``astronaut``, ``cameraman``), BGR."""
+    path = ASSETS_DIR / f"{name}.jpg"
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"bundled face photo {path} is missing (run scripts/make_assets.py)")
+    img.flags.writeable = False
+    return img
+
+
+def face_photos() -> list[np.ndarray]:
+    """Real face photos (BGR, square, face centred, ~56% of the width) in a fixed order.
+
+    The bundled photos (see ``fer_core/assets/README.md``) and variants of them (mirrored, grey,
+    tinted), frontal faces first, so that any prefix of the list is reliably detected.
+    """
+    astronaut, cameraman = _asset("astronaut"), _asset("cameraman")
+    grey = cv2.cvtColor(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    warm = np.clip(astronaut.astype(np.float32) * (0.85, 1.0, 1.15), 0, 255).astype(np.uint8)
+    cool = np.clip(astronaut.astype(np.float32) * (1.15, 1.0, 0.85), 0, 255).astype(np.uint8)
+    faces = [astronaut, astronaut[:, ::-1], grey, warm[:, ::-1], cameraman, cameraman[:, ::-1], cool, grey[:, ::-1]]
+    return [np.array(f) for f in faces]  # writable copies
+
+
+def _grid(n: int, width: int, height: int) -> tuple[int, int]:
+    """Columns and rows of a grid holding ``n`` roughly square cells in a width x height frame."""
+    cols = max(1, math.ceil(math.sqrt(n * width / height)))
+    rows = math.ceil(n / cols)
+    while cols > 1 and (cols - 1) * rows >= n:
+        cols -= 1
+    return cols, rows
+
+
+def paste(frame: np.ndarray, img: np.ndarray, x0: int, y0: int) -> None:
+    """Paste ``img`` into ``frame`` with its top-left corner at (x0, y0), clipped at the frame edges."""
+    h, w = img.shape[:2]
+    fh, fw = frame.shape[:2]
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(fw, x0 + w), min(fh, y0 + h)
+    if xa < xb and ya < yb:
+        frame[ya:yb, xa:xb] = img[ya - y0:yb - y0, xa - x0:xb - x0]
+
+
+def synthetic_clip(n_faces: int, size: tuple[int, int] = (640, 480), n_frames: int = 30,
+                   fill: float = 0.9) -> list[np.ndarray]:
+    """Frames (BGR uint8) showing ``n_faces`` real face photos at once, moving gently.
+
+    Faces sit in a grid of cells, each drifting on a small loop and breathing in scale (a full loop
+    per clip, so the clip repeats seamlessly), so the detector and tracker work on every frame.
+    With the BlazeFace short-range detector, 640x480 frames with up to 4 faces are detected reliably;
+    many more faces get too small for it.
+
+    Args:
+        n_faces: faces per frame (0 gives empty background frames).
+        size: (width, height).
+        n_frames: clip length.
+        fill: face photo side as a fraction of the cell's smaller side.
+    """
+    width, height = size
+    photos = face_photos()
+    yy = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    top, bottom = np.array([205, 195, 175], np.float32), np.array([110, 105, 95], np.float32)
+    background = np.broadcast_to(top * (1 - yy) + bottom * yy, (height, width, 3)).astype(np.uint8)
+    cols, rows = _grid(max(n_faces, 1), width, height)
+    cell_w, cell_h = width / cols, height / rows
+    base_side = max(8, int(min(cell_w, cell_h) * fill))
+    frames = []
+    for t in range(n_frames):
+        frame = background.copy()
+        for i in range(n_faces):
+            row, col = divmod(i, cols)
+            phase = 2 * math.pi * t / max(n_frames, 1) + 1.3 * i
+            side = int(base_side * (1 + 0.05 * math.sin(phase)))
+            cx = (col + 0.5) * cell_w + 0.05 * cell_w * math.cos(phase)
+            cy = (row + 0.5) * cell_h + 0.05 * cell_h * math.sin(phase)
+            photo = photos[i % len(photos)]
+            interp = cv2.INTER_AREA if side < photo.shape[0] else cv2.INTER_LINEAR
+            face = cv2.resize(photo, (side, side), interpolation=interp)
+            paste(frame, face, int(cx - side / 2), int(cy - side / 2))
+        frames.append(frame)
+    return frames
+
+
+def load_clip(source: str | Path, max_frames: int = MAX_SOURCE_FRAMES) -> list[np.ndarray]:
+    """Up to ``max_frames`` frames of a video / image / folder source, kept in memory for timing."""
+    from fer_core.sources import SourceError, open_source
+
+    frames = []
+    with open_source(str(source)) as src:
+        if src.is_live:
+            raise SourceError(f"{src.name}: benchmarks need a file source (video, image or folder), not a live one")
+        for _, _, frame in src:
+            frames.append(frame)
+            if len(frames) >= max_frames:
+                break
+        if not frames:
+            raise SourceError(f"{src.name}: no frames could be read")
+    return frames
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
+    """Median, p90, p99 and mean of latency samples (ms); NaN when there are none."""
+    if len(samples_ms) == 0:
+        return {"median": math.nan, "p90": math.nan, "p99": math.nan, "mean": math.nan}
+    a = np.asarray(samples_ms, dtype=np.float64)
+    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
+
+
+def system_info() -> dict[str, Any]:
+    """Machine and library versions, stored next to benchmark results."""
+    import os
+
+    import onnxruntime as ort
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "onnxruntime": ort.__version__,
+            "opencv": cv2.__version__, "onnxruntime_providers": ort.get_available_providers()}
+    try:
+        import mediapipe
+
+        info["mediapipe"] = mediapipe.__version__
+    except ImportError:
+        pass
+    return info
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Progress:
+    """Counts steps, forwards them to ``progress_cb`` and asks ``cancel_cb``."""
+
+    def __init__(self, total: int, progress_cb: ProgressCb, cancel_cb: CancelCb) -> None:
+        self.total, self.done = total, 0
+        self.progress_cb, self.cancel_cb = progress_cb, cancel_cb
+
+    def step(self, n: int = 1) -> None:
+        self.done = min(self.total, self.done + n)
+        if self.progress_cb is not None:
+            self.progress_cb(self.done, self.total)
+
+    def cancelled(self) -> bool:
+        return bool(self.cancel_cb is not None and self.cancel_cb())
+
+
+def _provider_problem(provider: str) -> str | None:
+    """Why a requested provider cannot be used here, or ``None`` when it can."""
+    from fer_core.session import ProviderError, resolve_providers
+
+    try:
+        resolve_providers(provider)
+    except ProviderError as exc:
+        return str(exc)
+    return None
+
+
+def _fell_back(provider: str, used: str) -> str | None:
+    """A reason when a session asked for ``provider`` but runs on something else (e.g. CUDA without a GPU)."""
+    name = provider.strip().lower()
+    if name in ("auto", "cpu"):
+        return None
+    if name not in used.lower():
+        return f"provider '{name}' could not start a session here (ran on {used} instead); no device?"
+    return None
+
+
+def _base_row(model_path: str | Path, provider: str) -> dict[str, Any]:
+    return {"model": Path(model_path).stem, "model_path": str(model_path), "provider": provider,
+            "provider_used": None, "status": "ok", "reason": ""}
+
+
+class _Loop:
+    """Runs warmup then measured iterations by count or by duration, honouring cancellation."""
+
+    def __init__(self, warmup: int, repeats: int, duration_s: float | None, progress: _Progress) -> None:
+        self.warmup, self.repeats, self.duration_s, self.progress = warmup, repeats, duration_s, progress
+
+    @property
+    def steps(self) -> int:
+        """Progress steps this loop reports in total."""
+        return self.warmup + (100 if self.duration_s else self.repeats)
+
+    def run(self, fn: Callable[[int], None]) -> tuple[int, float, bool]:
+        """Call ``fn(i)`` for warmup, then measured iterations. Returns (measured, wall seconds, cancelled)."""
+        for i in range(self.warmup):
+            if self.progress.cancelled():
+                return 0, 0.0, True
+            fn(i)
+            self.progress.step()
+        measured, reported = 0, 0
+        start = time.perf_counter()
+        while True:
+            elapsed = time.perf_counter() - start
+            if self.duration_s:
+                if elapsed >= self.duration_s:
+                    break
+                pct = int(100 * elapsed / self.duration_s)
+                self.progress.step(pct - reported)
+                reported = pct
+            elif measured >= self.repeats:
+                break
+            if self.progress.cancelled():
+                return measured, time.perf_counter() - start, True
+            fn(self.warmup + measured)
+            measured += 1
+            if not self.duration_s:
+                self.progress.step()
+        self.progress.step(100 - reported if self.duration_s else 0)
+        return measured, time.perf_counter() - start, False
+
+
+# --------------------------------------------------------------------------- pipeline benchmark
+
+
+def run_benchmark(
+    model_paths: Sequence[str | Path],
+    providers: Sequence[str] = ("cpu",),
+    face_counts: Sequence[int] = (1,),
+    source: str | Path | None = None,
+    warmup: int = 10,
+    repeats: int = 100,
+    duration_s: float | None = None,
+    progress_cb: ProgressCb = None,
+    cancel_cb: CancelCb = None,
+    face_model: str | Path | None = None,
+    frame_size: tuple[int, int] = (640, 480),
+    n_frames: int = 30,
+) -> list[dict[str, Any]]:
+    """Time ``Pipeline.process`` for each model x provider x face count.
+
+    Args:
+        model_paths: ONNX classifier files.
+        providers: short provider names (``auto``, ``cpu``, ``cuda``, ``tensorrt``, ...).
+        face_counts: faces per frame of the synthetic clip; ignored when ``source`` is given.
+        source: a video/image/folder to use instead of the synthetic clip (up to 120 frames).
+        warmup: untimed iterations first.
+        repeats: timed iterations (frames), cycling through the clip.
+        duration_s: time each configuration for this many seconds instead of ``repeats``.
+        progress_cb: ``progress_cb(done, total)`` after every iteration.
+        cancel_cb: polled every iteration; when it returns True, stop and return what was measured
+            (the interrupted row gets ``status="cancelled"``).
+        face_model: face detector model path (default: the usual lookup, see ``face_model.py``).
+        frame_size: synthetic clip (width, height).
+        n_frames: synthetic clip length.
+
+    Returns:
+        One dict per configuration: ``model, model_path, provider, provider_used, faces,
+        faces_detected, detector, status (ok|skipped|error|cancelled), reason, frames, seconds,
+        fps, faces_per_s`` and ``<stage>_median_ms / _p90_ms / _p99_ms / _mean_ms`` for every stage.
+    """
+    from fer_core.pipeline import Pipeline
+    from fer_core.session import ProviderError
+
+    clips: dict[Any, list[np.ndarray]] = {}
+    counts: list[int | None] = [None] if source is not None else [int(n) for n in face_counts]
+    configs = [(m, p, n) for m in model_paths for p in providers for n in counts]
+    loop = _Loop(max(0, warmup), max(1, repeats), duration_s, _Progress(0, progress_cb, cancel_cb))
+    loop.progress.total = len(configs) * loop.steps
+    rows: list[dict[str, Any]] = []
+    for model_path, provider, n_faces in configs:
+        row = _base_row(model_path, provider)
+        row.update(faces=n_faces if n_faces is not None else "source", source=str(source) if source else "synthetic")
+        rows.append(row)
+        problem = _provider_problem(provider)
+        if problem:
+            row.update(status="skipped", reason=problem)
+            loop.progress.step(loop.steps)
+            continue
+        if n_faces not in clips:
+            clips[n_faces] = (load_clip(source) if source is not None
+                              else synthetic_clip(n_faces, size=frame_size, n_frames=n_frames))
+        frames = clips[n_faces]
+        try:
+            pipe = Pipeline(model_path=model_path, provider=provider, face_model=face_model)
+        except Exception as exc:  # a bad model or provider must not end the whole benchmark
+            row.update(status="skipped" if isinstance(exc, ProviderError) else "error", reason=str(exc))
+            loop.progress.step(loop.steps)
+            continue
+        with pipe:
+            row.update(provider_used=pipe.provider, detector=pipe.detector_backend)
+            fell_back = _fell_back(provider, pipe.provider)
+            if fell_back:
+                row.update(status="skipped", reason=fell_back)
+                loop.progress.step(loop.steps)
+                continue
+            samples: dict[str, list[float]] = {s: [] for s in STAGES}
+            faces_seen: list[int] = []
+
+            def one(i: int, _frames: list[np.ndarray] = frames) -> None:
+                result = pipe.process(_frames[i % len(_frames)])
+                if i >= loop.warmup:
+                    for stage in STAGES:
+                        samples[stage].append(float(result.timings.get(stage, math.nan)))
+                    faces_seen.append(len(result.faces))
+
+            measured, seconds, cancelled = loop.run(one)
+        _fill_pipeline_row(row, samples, faces_seen, measured, seconds)
+        if cancelled:
+            row.update(status="cancelled", reason="cancelled by the user")
+            if measured == 0:
+                rows.pop()
+            break
+    return rows
+
+
+def _fill_pipeline_row(row: dict[str, Any], samples: dict[str, list[float]], faces_seen: list[int],
+                       measured: int, seconds: float) -> None:
+    row.update(frames=measured, seconds=round(seconds, 3))
+    row["faces_detected"] = float(np.mean(faces_seen)) if faces_seen else 0.0
+    row["fps"] = measured / seconds if seconds > 0 else 0.0
+    row["faces_per_s"] = sum(faces_seen) / seconds if seconds > 0 else 0.0
+    for stage in STAGES:
+        for key, value in latency_stats(samples[stage]).items():
+            row[f"{stage}_{key}_ms"] = value
+
+
+# --------------------------------------------------------------------------- classifier benchmark
+
+
+def face_batch(batch: int, seed: int = 0) -> list[np.ndarray]:
+    """``batch`` real face crops (BGR): the bundled photos and variants, jittered in position and scale."""
+    rng = np.random.default_rng(seed)
+    photos = face_photos()
+    crops = []
+    for i in range(batch):
+        photo = photos[i % len(photos)]
+        side = photo.shape[0]
+        k = int(side * rng.uniform(0.6, 0.8))
+        x, y = rng.integers(0, side - k + 1, size=2)
+        crops.append(np.ascontiguousarray(photo[y:y + k, x:x + k]))
+    return crops
+
+
+def run_classifier_benchmark(
+    model_paths: Sequence[str | Path],
+    providers: Sequence[str] = ("cpu",),
+    batch: int = 32,
+    warmup: int = 5,
+    repeats: int = 50,
+    duration_s: float | None = None,
+    progress_cb: ProgressCb = None,
+    cancel_cb: CancelCb = None,
+) -> list[dict[str, Any]]:
+    """Time ``EmotionClassifier.predict_batch`` on a preprocessed batch of real faces.
+
+    Returns:
+        One dict per model x provider: ``model, model_path, provider, provider_used, batch, status,
+        reason, batches, seconds, faces_per_s, input_size`` and ``batch_median_ms / _p90_ms / _p99_ms
+        / _mean_ms`` plus ``preprocess_ms`` (one-off preprocessing of the batch, not in faces/s).
+    """
+    from fer_core.session import EmotionClassifier, ProviderError
+
+    configs = [(m, p) for m in model_paths for p in providers]
+    loop = _Loop(max(0, warmup), max(1, repeats), duration_s, _Progress(0, progress_cb, cancel_cb))
+    loop.progress.total = len(configs) * loop.steps
+    crops = face_batch(batch)
+    rows: list[dict[str, Any]] = []
+    for model_path, provider in configs:
+        row = _base_row(model_path, provider)
+        row["batch"] = batch
+        rows.append(row)
+        problem = _provider_problem(provider)
+        if problem:
+            row.update(status="skipped", reason=problem)
+            loop.progress.step(loop.steps)
+            continue
+        try:
+            clf = EmotionClassifier(model_path, provider=provider)
+        except Exception as exc:  # a bad model or provider must not end the whole benchmark
+            row.update(status="skipped" if isinstance(exc, ProviderError) else "error", reason=str(exc))
+            loop.progress.step(loop.steps)
+            continue
+        row.update(provider_used=clf.provider, input_size=clf.input_size)
+        fell_back = _fell_back(provider, clf.provider)
+        if fell_back:
+            row.update(status="skipped", reason=fell_back)
+            loop.progress.step(loop.steps)
+            continue
+        t0 = time.perf_counter()
+        inputs = clf.preprocess(crops)
+        row["preprocess_ms"] = (time.perf_counter() - t0) * 1000.0
+        samples: list[float] = []
+
+        def one(i: int) -> None:
+            t = time.perf_counter()
+            clf.predict_batch(inputs)
+            if i >= loop.warmup:
+                samples.append((time.perf_counter() - t) * 1000.0)
+
+        measured, seconds, cancelled = loop.run(one)
+        row.update(batches=measured, seconds=round(seconds, 3),
+                   faces_per_s=measured * batch / seconds if seconds > 0 else 0.0)
+        for key, value in latency_stats(samples).items():
+            row[f"batch_{key}_ms"] = value
+        if cancelled:
+            row.update(status="cancelled", reason="cancelled by the user")
+            if measured == 0:
+                rows.pop()
+            break
+    return rows

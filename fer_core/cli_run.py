@@ -1,0 +1,353 @@
+"""``fer-run``: recognise facial expressions in a camera, video, image, folder or stream, without the GUI.
+
+Writes the annotated video (or annotated images for image sources), one CSV/JSONL row per face per
+frame, and prints a short summary. Fatal problems (missing source, bad model, no camera) print one
+line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROG = "fer-run"
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml")
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+
+EPILOG = """examples:
+  fer-run --source 0 --show                                   # webcam, live window (q or Esc quits)
+  fer-run --source clip.mp4 --out annotated.mp4 --csv faces.csv
+  fer-run --source photo.jpg --out annotated/                 # annotated image into a folder
+  fer-run --source photos/ --out annotated/ --jsonl faces.jsonl
+  fer-run --source rtsp://192.168.1.10:554/stream --max-frames 300 --csv faces.csv
+  fer-run --source clip.mp4 --model models/emonext_tiny.onnx --provider cuda --smoothing 0
+
+Without --model the shipped default model in models/ is used (or the file named by $FER_MODEL).
+CSV/JSONL columns: frame, time_ms, track_id, x, y, w, h, label, score, p_<class> for every class.
+"""
+
+
+class CliError(Exception):
+    """A fatal, user-facing problem: printed as one line, exit status 2."""
+
+
+def provider_arg(text: str) -> str:
+    """argparse type for ``--provider``: a known name, else an error with a "did you mean"."""
+    name = text.strip().lower()
+    if name in PROVIDER_CHOICES:
+        return name
+    close = difflib.get_close_matches(name, PROVIDER_CHOICES, n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise argparse.ArgumentTypeError(f"unknown provider '{text}'{hint}; choose from {', '.join(PROVIDER_CHOICES)}")
+
+
+def fraction_arg(text: str) -> float:
+    """argparse type for a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return value
+
+
+def smoothing_arg(text: str) -> float:
+    """argparse type for ``--smoothing``: a number in [0, 1)."""
+    value = fraction_arg(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError("smoothing must be below 1 (1 would freeze the probabilities)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Recognise facial expressions in a camera, video, image, folder or stream (no GUI).",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", required=True,
+                   help="camera index (0), video file, image file, folder of images, or rtsp:// / http(s):// URL")
+    p.add_argument("--model", help="ONNX emotion model (default: the shipped default model in models/)")
+    p.add_argument("--out", help="annotated output: a video file (.mp4/.avi) for video, camera and stream "
+                                 "sources; a folder (or an image file for a single image) for image sources")
+    rec = p.add_mutually_exclusive_group()
+    rec.add_argument("--csv", help="write one row per face per frame to this CSV file")
+    rec.add_argument("--jsonl", help="write one JSON object per face per frame to this file")
+    p.add_argument("--show", action="store_true", help="show the annotated frames in a window (q or Esc quits)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--provider", type=provider_arg, default="auto",
+                   help=f"ONNX Runtime execution provider: {', '.join(PROVIDER_CHOICES)} (default: auto)")
+    p.add_argument("--face-model", help="MediaPipe BlazeFace .tflite (default: $FER_FACE_MODEL, the user cache, "
+                                        "or a one-time download; OpenCV's Haar cascade when none is available)")
+    p.add_argument("--min-confidence", type=fraction_arg, default=0.5, help="minimum face detection score (0.5)")
+    p.add_argument("--smoothing", type=smoothing_arg, default=0.6,
+                   help="per-face temporal smoothing of the probabilities, 0 = off (0.6)")
+    p.add_argument("--no-equalize", action="store_true", help="skip histogram equalisation of the face crops")
+    return p
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+class AnnotatedOutput:
+    """Writes annotated frames: a video file, or images into a folder (image sources)."""
+
+    def __init__(self, out: str | None, source: Any) -> None:
+        from fer_core.sources import ImageSource
+
+        self.video_path: Path | None = None
+        self.folder: Path | None = None
+        self.image_path: Path | None = None
+        self.written = 0
+        self._writer = None
+        self._fps = source.fps
+        self._image_source = isinstance(source, ImageSource)
+        if out is None:
+            return
+        path = Path(out).expanduser()
+        suffix = path.suffix.lower()
+        if self._image_source:
+            if suffix in VIDEO_SUFFIXES:
+                raise CliError(f"--out {out}: image sources give annotated images; pass a folder instead")
+            if suffix and len(source.paths) == 1:
+                self.image_path = path
+            else:
+                self.folder = path
+                src_dir = Path(source.paths[0]).parent.resolve()
+                if path.exists() and path.resolve() == src_dir:
+                    raise CliError(f"--out {out} is the source folder; choose another folder so the originals "
+                                   "are not overwritten")
+        elif suffix in VIDEO_SUFFIXES:
+            self.video_path = path
+        elif suffix:
+            raise CliError(f"--out {out}: unsupported video type '{suffix}'; use one of {', '.join(VIDEO_SUFFIXES)} "
+                           "or a folder")
+        else:
+            stem = "camera" if source.is_live else Path(source.name).stem
+            self.video_path = path / f"{_safe(stem)}_annotated.mp4"
+
+    @property
+    def target(self) -> Path | None:
+        """Where the output goes (file or folder), ``None`` when nothing is written."""
+        return self.video_path or self.image_path or self.folder
+
+    def write(self, frame: np.ndarray, source: Any) -> None:
+        import cv2
+
+        if self.video_path is not None:
+            h, w = frame.shape[:2]
+            if self._writer is None:
+                self.video_path.parent.mkdir(parents=True, exist_ok=True)
+                fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.video_path.suffix.lower()])
+                self._writer = cv2.VideoWriter(str(self.video_path), fourcc, float(self._fps), (w, h))
+                self._size = (w, h)
+                if not self._writer.isOpened():
+                    raise CliError(f"cannot write video {self.video_path} (codec or permission problem)")
+            if (w, h) != self._size:
+                frame = cv2.resize(frame, self._size)
+            self._writer.write(frame)
+        elif self.image_path is not None or self.folder is not None:
+            path = self.image_path or self.folder / Path(source.last_path).name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ok, data = cv2.imencode(path.suffix or ".png", frame)
+            if not ok:
+                raise CliError(f"cannot encode image {path} (unsupported image type '{path.suffix}')")
+            data.tofile(str(path))
+        else:
+            return
+        self.written += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "output"
+
+
+class Window:
+    """Optional live preview with ``cv2.imshow``; disables itself when there is no display."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.quit = False
+        if enabled and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                                 or os.environ.get("WAYLAND_DISPLAY")):
+            print(f"{PROG}: warning: no display available, --show ignored", file=sys.stderr)
+            self.enabled = False
+
+    def show(self, frame: np.ndarray) -> None:
+        import cv2
+
+        if not self.enabled:
+            return
+        try:
+            cv2.imshow(PROG, frame)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                self.quit = True
+        except cv2.error as exc:
+            print(f"{PROG}: warning: cannot open a window ({str(exc).strip().splitlines()[-1]}), --show ignored",
+                  file=sys.stderr)
+            self.enabled = False
+
+    def close(self) -> None:
+        if self.enabled:
+            import cv2
+
+            cv2.destroyAllWindows()
+
+
+# --------------------------------------------------------------------------- main loop
+
+
+def run(args: argparse.Namespace) -> int:
+    """Process the source; returns the exit status."""
+    from tqdm import tqdm
+
+    from fer_core.draw import draw_results
+    from fer_core.pipeline import Pipeline
+    from fer_core.records import FaceRecordWriter
+    from fer_core.sources import ImageSource, open_source
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CliError("--max-frames must be at least 1")
+    model_path = args.model
+    if model_path is None:
+        from fer_core.model_zoo import default_model_path
+
+        model_path = default_model_path()
+    elif not Path(model_path).is_file():
+        raise CliError(f"model file not found: {model_path}")
+
+    source = open_source(args.source)
+    stack: list[Any] = [source]
+    try:
+        pipe = Pipeline(model_path=model_path, provider=args.provider, face_model=args.face_model,
+                        min_confidence=args.min_confidence, smoothing=args.smoothing,
+                        equalize=not args.no_equalize,
+                        running_mode="image" if isinstance(source, ImageSource) else "video")
+        stack.append(pipe)
+        output = AnnotatedOutput(args.out, source)
+        stack.append(output)
+        record_path = args.csv or args.jsonl
+        records = None
+        if record_path:
+            try:
+                records = FaceRecordWriter(record_path, pipe.labels)
+            except OSError as exc:
+                raise CliError(f"cannot write {record_path}: {exc.strerror or exc}") from None
+            stack.append(records)
+        window = Window(args.show)
+        stack.append(window)
+        return _loop(args, source, pipe, output, records, window, tqdm, draw_results)
+    finally:
+        for obj in reversed(stack):
+            obj.close()
+
+
+def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOutput, records: Any,
+          window: Window, tqdm: Any, draw_results: Any) -> int:
+    total = source.frame_count
+    if total is not None and args.max_frames is not None:
+        total = min(total, args.max_frames)
+    bar = tqdm(total=total, unit="frame", desc=PROG, disable=source.is_live, leave=False)
+    need_draw = output.target is not None or window.enabled
+    timings: dict[str, list[float]] = {"detect": [], "preprocess": [], "inference": [], "total": []}
+    n_frames = n_faces = 0
+    fps_ema: float | None = None
+    start = last = time.perf_counter()
+    interrupted = False
+    try:
+        for idx, t_ms, frame in source:
+            result = pipe.process(frame, int(t_ms))
+            n_frames += 1
+            n_faces += len(result.faces)
+            for key, values in timings.items():
+                values.append(float(result.timings.get(key, float("nan"))))
+            if records is not None:
+                records.write(idx, t_ms, result.faces)
+            now = time.perf_counter()
+            dt = now - last
+            last = now
+            if dt > 0:
+                fps_ema = 1.0 / dt if fps_ema is None else 0.9 * fps_ema + 0.1 / dt
+            if need_draw:
+                annotated = draw_results(frame, result, pipe.labels, fps=fps_ema,
+                                         latency_ms=result.timings.get("total"))
+                output.write(annotated, source)
+                window.show(annotated)
+            bar.update(1)
+            if window.quit or (args.max_frames is not None and n_frames >= args.max_frames):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    _print_summary(source, pipe, n_frames, n_faces, elapsed, timings, output, records, interrupted)
+    if source.error:
+        print(f"{PROG}: error: {source.error}", file=sys.stderr)
+        return 1
+    if n_frames == 0:
+        print(f"{PROG}: error: {source.name}: no frames were read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_summary(source: Any, pipe: Any, n_frames: int, n_faces: int, elapsed: float,
+                   timings: dict[str, list[float]], output: AnnotatedOutput, records: Any,
+                   interrupted: bool) -> None:
+    stages = ", ".join(f"{k} {np.nanmedian(v):.1f}" for k, v in timings.items() if v and not np.all(np.isnan(v)))
+    fps = n_frames / elapsed if elapsed > 0 else 0.0
+    print(f"{source.name}: {n_frames} frames, {n_faces} faces in {elapsed:.1f} s ({fps:.1f} frames/s overall)"
+          + (" [interrupted]" if interrupted else ""))
+    if stages:
+        print(f"  median ms per frame: {stages}  [{Path(str(pipe.model_path)).name} on {pipe.provider}, "
+              f"detector {pipe.detector_backend}]")
+    if output.target is not None:
+        print(f"  annotated {'video' if output.video_path else 'images'}: {output.target} ({output.written} frames)")
+    if records is not None:
+        print(f"  records: {records.path} ({records.rows} rows)")
+    skipped = getattr(source, "skipped", [])
+    if skipped:
+        print(f"  skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fer-run``; returns the exit status (0 ok, 1 source stopped/empty, 2 fatal error)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line instead of a traceback; FER_DEBUG=1 shows it
+        if os.environ.get("FER_DEBUG"):
+            raise
+        print(f"{PROG}: error: {error_message(exc)}", file=sys.stderr)
+        return 2
+
+
+def error_message(exc: BaseException) -> str:
+    """The user-facing line for an exception: our own errors as they are, others with their type."""
+    from fer_core.detector import DetectorError
+    from fer_core.session import ModelLoadError
+    from fer_core.sources import SourceError
+
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, (CliError, SourceError, ModelLoadError, DetectorError, OSError, ValueError)):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

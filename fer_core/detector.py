@@ -1,0 +1,267 @@
+"""Face detection: MediaPipe Tasks ``FaceDetector`` (BlazeFace short range), Haar cascade as the fallback.
+
+The BlazeFace short-range model is made for faces within about 2 m of the camera (webcam, selfie
+distance); faces further away may be missed. It sees the frame at 128x128, so frames larger than
+``max_side`` pixels on the long side are downscaled before detection (cheaply, also for 8K frames) and
+the boxes are scaled back to the frame.
+
+When no model file can be found or loaded (see :func:`fer_core.face_model.resolve_face_model`), the
+detector uses OpenCV's bundled Haar cascade and sets :attr:`FaceDetector.warning` so that user
+interfaces can show it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_core.face_model import resolve_face_model
+
+logger = logging.getLogger(__name__)
+
+DETECT_MAX_SIDE = 640  # the network input is 128x128: larger detection images only cost time
+HAAR_MAX_SIDE = 320  # the Haar cascade is far slower (tens of ms); it scans a smaller image
+MIN_FRAME_SIDE = 8  # smaller frames cannot hold a detectable face
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+
+
+class DetectorError(RuntimeError):
+    """No face detector at all could be created."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: ``box`` = (x, y, w, h) integer pixels inside the frame, ``score`` in [0, 1]."""
+
+    box: tuple[int, int, int, int]
+    score: float
+
+
+def to_rgb(frame: np.ndarray) -> np.ndarray:
+    """BGR, BGRA or grey uint8 frame -> contiguous RGB uint8."""
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink a frame so its long side is at most ``max_side``. Returns (image, scale = new / old)."""
+    h, w = frame.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return frame, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale < 0.5:  # bilinear to twice the size first (cheap), then 2x area averaging (OpenCV's fast path)
+        frame = cv2.resize(frame, (size[0] * 2, size[1] * 2), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), size[0] / w
+
+
+def _clip_box(x: float, y: float, w: float, h: float, scale: float, width: int, height: int
+              ) -> tuple[int, int, int, int] | None:
+    """Scale a box back to the frame and clip it; ``None`` when nothing is left."""
+    x0 = max(0, int(round(x / scale)))
+    y0 = max(0, int(round(y / scale)))
+    x1 = min(width, int(round((x + w) / scale)))
+    y1 = min(height, int(round((y + h) / scale)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+class FaceDetector:
+    """Find faces in frames (BGR by convention; BGRA and grey work too).
+
+    Use as a context manager or call :meth:`close`::
+
+        with FaceDetector(running_mode="video") as det:
+            for t_ms, frame in frames:
+                faces = det.detect(frame, t_ms)
+
+    Attributes:
+        backend: ``"mediapipe"`` or ``"haar"``.
+        warning: a user-visible message when the Haar fallback is in use, else ``None``.
+        model_path: the MediaPipe model file, or ``None`` for Haar.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, min_confidence: float = 0.5,
+                 running_mode: str = "image", max_side: int = DETECT_MAX_SIDE, backend: str = "auto",
+                 download: bool = True) -> None:
+        """Create the detector.
+
+        Args:
+            model_path: BlazeFace ``.tflite``; ``None`` resolves it (env ``FER_FACE_MODEL``, cache, download).
+            min_confidence: minimum detection score (MediaPipe only; Haar has no score). Settable later.
+            running_mode: ``"image"`` for independent images, ``"video"`` for frames of one stream.
+            max_side: frames with a longer side are downscaled for detection.
+            backend: ``"auto"`` (MediaPipe, else Haar), ``"mediapipe"`` (error if unavailable) or ``"haar"``.
+            download: allow downloading the model into the user cache when it is not found.
+
+        Raises:
+            ValueError: unknown ``running_mode`` or ``backend``.
+            DetectorError: ``backend="mediapipe"`` without a usable model, or no Haar cascade either.
+        """
+        if running_mode not in ("image", "video"):
+            raise ValueError(f"running_mode must be 'image' or 'video', not {running_mode!r}")
+        if backend not in ("auto", "mediapipe", "haar"):
+            raise ValueError(f"backend must be 'auto', 'mediapipe' or 'haar', not {backend!r}")
+        self.running_mode = running_mode
+        self.max_side = int(max_side)
+        self._min_confidence = float(min_confidence)
+        self._mp_detector = None
+        self._haar: cv2.CascadeClassifier | None = None
+        self._last_ts = -1
+        self.warning: str | None = None
+        self.model_path: Path | None = None
+        self.backend = "haar"
+
+        problem = "backend 'haar' requested"
+        if backend != "haar":
+            path = resolve_face_model(model_path, download=download)
+            if path is None:
+                problem = "no face-detector model file found"
+            else:
+                try:
+                    self._mp_detector = self._create_mediapipe(path)
+                    self.model_path, self.backend = path, "mediapipe"
+                except Exception as e:  # MediaPipe raises RuntimeError/ValueError for bad model files
+                    problem = f"face-detector model {path} does not load ({e})"
+            if self._mp_detector is None and backend == "mediapipe":
+                raise DetectorError(problem)
+        if self._mp_detector is None:
+            self._haar = self._create_haar()
+            if backend == "auto":
+                self.warning = (f"Using OpenCV's Haar cascade face detector (less accurate): {problem}. "
+                                "Pass --face-model or set FER_FACE_MODEL to blaze_face_short_range.tflite.")
+                logger.warning(self.warning)
+
+    # ------------------------------------------------------------------ creation
+    def _create_mediapipe(self, path: Path):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        mode = vision.RunningMode.VIDEO if self.running_mode == "video" else vision.RunningMode.IMAGE
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=mode,
+            min_detection_confidence=self._min_confidence,
+        )
+        return vision.FaceDetector.create_from_options(options)
+
+    @staticmethod
+    def _create_haar() -> cv2.CascadeClassifier:
+        path = Path(cv2.data.haarcascades) / HAAR_FILE
+        cascade = cv2.CascadeClassifier(str(path))
+        if cascade.empty():
+            raise DetectorError(f"OpenCV Haar cascade {path} cannot be loaded")
+        return cascade
+
+    @property
+    def min_confidence(self) -> float:
+        """Minimum detection score; changing it recreates the MediaPipe detector (a few ms)."""
+        return self._min_confidence
+
+    @min_confidence.setter
+    def min_confidence(self, value: float) -> None:
+        value = float(value)
+        if value == self._min_confidence:
+            return
+        self._min_confidence = value
+        if self._mp_detector is not None:
+            old, self._mp_detector = self._mp_detector, self._create_mediapipe(self.model_path)
+            old.close()
+            self._last_ts = -1
+
+    # ------------------------------------------------------------------ detection
+    def detect(self, frame: np.ndarray, timestamp_ms: int | None = None) -> list[Detection]:
+        """Detect faces, best score first.
+
+        Args:
+            frame: uint8 image (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, any size.
+            timestamp_ms: frame time for ``"video"`` mode; ``None`` uses a monotonic clock. Timestamps
+                that do not increase (a looping video, a repeated frame) are moved just past the last one.
+
+        Returns:
+            Boxes clipped to the frame; ``[]`` for empty or tiny frames.
+
+        Raises:
+            RuntimeError: when :meth:`close` was called.
+        """
+        if self._mp_detector is None and self._haar is None:
+            raise RuntimeError("FaceDetector is closed")
+        if frame is None or frame.ndim not in (2, 3) or min(frame.shape[:2]) < MIN_FRAME_SIDE:
+            return []
+        if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
+            return []
+        height, width = frame.shape[:2]
+        if self._mp_detector is not None:
+            small, scale = downscale(frame, self.max_side)
+            raw = self._detect_mediapipe(small, timestamp_ms)
+        else:
+            small, scale = downscale(frame, min(self.max_side, HAAR_MAX_SIDE))
+            raw = self._detect_haar(small)
+        faces = []
+        for (x, y, w, h), score in raw:
+            box = _clip_box(x, y, w, h, scale, width, height)
+            if box is not None:
+                faces.append(Detection(box, float(score)))
+        faces.sort(key=lambda d: -d.score)
+        return faces
+
+    def _detect_mediapipe(self, image: np.ndarray, timestamp_ms: int | None) -> list:
+        import mediapipe as mp
+
+        mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=to_rgb(image))
+        if self.running_mode == "video":
+            ts = int(timestamp_ms) if timestamp_ms is not None else int(time.monotonic() * 1000)
+            ts = max(ts, self._last_ts + 1)
+            self._last_ts = ts
+            result = self._mp_detector.detect_for_video(mp_image, ts)
+        else:
+            result = self._mp_detector.detect(mp_image)
+        out = []
+        for d in result.detections:
+            b = d.bounding_box
+            score = d.categories[0].score if d.categories else 1.0
+            if score is not None and score >= self._min_confidence:
+                out.append(((b.origin_x, b.origin_y, b.width, b.height), score))
+        return out
+
+    def _detect_haar(self, image: np.ndarray) -> list:
+        gray = cv2.cvtColor(to_rgb(image), cv2.COLOR_RGB2GRAY)
+        gray = cv2.equalizeHist(gray)
+        min_side = max(20, min(gray.shape) // 8)  # faces of at least 1/8 of the short side, like BlazeFace's range
+        boxes = self._haar.detectMultiScale(gray, scaleFactor=1.2, minNeighbors=5, minSize=(min_side, min_side))
+        return [((int(x), int(y), int(w), int(h)), 1.0) for x, y, w, h in np.reshape(boxes, (-1, 4))]
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Release the MediaPipe graph (safe to call twice)."""
+        detector, self._mp_detector = self._mp_detector, None
+        self._haar = None
+        if detector is not None:
+            try:
+                detector.close()
+            except Exception as e:  # closing during interpreter shutdown can fail; nothing to do then
+                logger.debug("closing the MediaPipe detector failed: %s", e)
+
+    def __enter__(self) -> "FaceDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

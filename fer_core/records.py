@@ -1,0 +1,118 @@
+"""Per-face records: one row per face per frame, as CSV or JSON lines (chosen by the file suffix).
+
+Columns: ``frame, time_ms, track_id, x, y, w, h, label, score`` then ``p_<label>`` for every class
+in the model's output order. Shared by ``fer-run`` and the desktop app's recorder::
+
+    with FaceRecordWriter("out/faces.csv", labels) as rec:
+        rec.write(frame_idx, t_ms, result.faces)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fer_core.labels import CANONICAL_CLASSES, FER2013_CLASSES
+
+BASE_COLUMNS = ("frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score")
+SUFFIXES = (".csv", ".jsonl")
+
+
+def record_columns(labels: Sequence[str]) -> list[str]:
+    """All column names for a model with these class labels."""
+    return list(BASE_COLUMNS) + [f"p_{name}" for name in labels]
+
+
+def _default_labels(n: int) -> list[str]:
+    if n == len(FER2013_CLASSES):
+        return list(FER2013_CLASSES)
+    if n == len(CANONICAL_CLASSES):
+        return list(CANONICAL_CLASSES)
+    return [f"class{i}" for i in range(n)]
+
+
+class FaceRecordWriter:
+    """Write face results to ``.csv`` or ``.jsonl``; parent folders are created.
+
+    Args:
+        path: output file; the suffix picks the format.
+        labels: class names in the model's output order (``Pipeline.labels``). When ``None`` they are
+            inferred from the first face's probability count (7: FER2013 classes, 8: with contempt).
+
+    Raises:
+        ValueError: for a suffix other than ``.csv`` / ``.jsonl``.
+        OSError: when the file cannot be created.
+    """
+
+    def __init__(self, path: str | Path, labels: Sequence[str] | None = None) -> None:
+        self.path = Path(path)
+        self.format = self.path.suffix.lower().lstrip(".")
+        if "." + self.format not in SUFFIXES:
+            raise ValueError(f"record file {self.path}: unsupported suffix '{self.path.suffix}', use .csv or .jsonl")
+        self.labels = list(labels) if labels is not None else None
+        self.rows = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")
+        self._csv = csv.writer(self._file) if self.format == "csv" else None
+        self._header_done = False
+        if self.labels is not None:
+            self._write_header()
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names (known once labels are)."""
+        return record_columns(self.labels or [])
+
+    def _write_header(self) -> None:
+        if self._csv is not None:
+            self._csv.writerow(self.columns)
+        self._header_done = True
+
+    def write(self, frame_idx: int, t_ms: float, faces: Sequence[Any]) -> None:
+        """Append one row per face.
+
+        Args:
+            frame_idx: frame index in the source.
+            t_ms: frame timestamp in milliseconds.
+            faces: ``FaceResult``-like objects (``track_id``, ``box``, ``probs``, ``label``, ``score``).
+        """
+        if self._file is None:
+            raise ValueError(f"record file {self.path} is closed")
+        for face in faces:
+            probs = [float(p) for p in face.probs]
+            if self.labels is None:
+                self.labels = _default_labels(len(probs))
+            if not self._header_done:
+                self._write_header()
+            if len(probs) != len(self.labels):
+                raise ValueError(f"record file {self.path}: a face has {len(probs)} probabilities "
+                                 f"but there are {len(self.labels)} labels")
+            x, y, w, h = (int(v) for v in face.box)
+            values = [int(frame_idx), round(float(t_ms), 1), int(face.track_id), x, y, w, h, str(face.label),
+                      round(float(face.score), 5)] + [round(p, 5) for p in probs]
+            if self._csv is not None:
+                self._csv.writerow(values)
+            else:
+                self._file.write(json.dumps(dict(zip(self.columns, values))) + "\n")
+            self.rows += 1
+
+    def flush(self) -> None:
+        """Push buffered rows to disk."""
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Finish the file (a CSV without any face still gets its header when labels are known)."""
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+
+    def __enter__(self) -> "FaceRecordWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,164 @@
+"""FaceDetector on a real photo (MediaPipe and the Haar fallback) and face-model resolution/download."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+import fer_core.face_model as face_model
+from fer_core.detector import FaceDetector, downscale
+from fer_core.face_model import FACE_MODEL_NAME, resolve_face_model
+
+# The astronaut's face in skimage.data.astronaut() (512x512), checked by eye: about x 175-275, y 75-180.
+FACE_CENTER = (225, 128)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[:, :, ::-1])  # RGB -> BGR
+
+
+@pytest.fixture(scope="module")
+def detector(face_model_path):
+    with FaceDetector(face_model_path) as det:
+        yield det
+
+
+def _assert_face(box, center=FACE_CENTER, scale=1.0, offset=(0, 0)):
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    ex, ey = center[0] * scale + offset[0], center[1] * scale + offset[1]
+    assert abs(cx - ex) < 25 * scale and abs(cy - ey) < 30 * scale, (box, (ex, ey))
+    assert 70 * scale < w < 140 * scale and 70 * scale < h < 140 * scale, box
+
+
+def test_finds_the_astronaut(detector, astronaut):
+    faces = detector.detect(astronaut)
+    assert detector.backend == "mediapipe" and detector.warning is None
+    assert len(faces) == 1
+    assert faces[0].score > 0.7
+    assert all(isinstance(v, int) for v in faces[0].box)
+    _assert_face(faces[0].box)
+
+
+def test_grey_bgra_and_single_channel_frames(detector, astronaut):
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    for frame in (grey, grey[:, :, None], cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA)):
+        faces = detector.detect(frame)
+        assert len(faces) == 1, frame.shape
+        _assert_face(faces[0].box)
+
+
+def test_8k_frame_is_downscaled_and_boxes_scaled_back(detector, astronaut):
+    # The top 512x288 (16:9) of the photo upscaled 15x: 7680x4320. (Padding the square photo into a 16:9
+    # frame instead makes the face too small for the short-range model, which letterboxes to 128x128.)
+    frame = cv2.resize(astronaut[:288], (7680, 4320), interpolation=cv2.INTER_LINEAR)
+    faces = detector.detect(frame)
+    assert len(faces) == 1
+    _assert_face(faces[0].box, scale=15.0)
+
+
+def test_tiny_and_invalid_frames(detector):
+    assert detector.detect(np.zeros((1, 1, 3), np.uint8)) == []
+    assert detector.detect(np.zeros((0, 0, 3), np.uint8)) == []
+    assert detector.detect(np.zeros((4, 4), np.uint8)) == []
+    assert detector.detect(np.zeros((64, 64, 2), np.uint8)) == []
+    assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_boxes_are_clipped_to_the_frame(detector, astronaut):
+    frame = np.ascontiguousarray(astronaut[100:, 200:])  # the face is cut by the left and top edges
+    for face in detector.detect(frame):
+        x, y, w, h = face.box
+        assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+
+
+def test_min_confidence_is_settable(face_model_path, astronaut):
+    with FaceDetector(face_model_path, min_confidence=0.5) as det:
+        assert len(det.detect(astronaut)) == 1
+        det.min_confidence = 0.99
+        assert det.detect(astronaut) == []
+        det.min_confidence = 0.3
+        assert len(det.detect(astronaut)) == 1
+
+
+def test_video_mode_accepts_non_increasing_timestamps(face_model_path, astronaut):
+    with FaceDetector(face_model_path, running_mode="video") as det:
+        for ts in (100, 100, 50, 0, None, 200):
+            assert len(det.detect(astronaut, ts)) == 1
+
+
+def test_close_is_idempotent(face_model_path, astronaut):
+    det = FaceDetector(face_model_path)
+    det.close()
+    det.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        det.detect(astronaut)
+
+
+def test_downscale_keeps_small_frames():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    assert downscale(frame, 640)[0] is frame
+    small, scale = downscale(np.zeros((4320, 7680, 3), np.uint8), 640)
+    assert small.shape == (360, 640, 3) and scale == pytest.approx(1 / 12)
+
+
+# ---------------------------------------------------------------------- face model resolution + Haar fallback
+@pytest.fixture
+def no_model(monkeypatch, tmp_path):
+    """No env variable, an empty cache and an unreachable download URL."""
+    monkeypatch.delenv(face_model.ENV_VAR, raising=False)
+    monkeypatch.setattr(face_model, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(face_model, "FACE_MODEL_URL", (tmp_path / "offline" / FACE_MODEL_NAME).as_uri())
+    return tmp_path
+
+
+def test_resolve_explicit_and_env(face_model_path, monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv(face_model.ENV_VAR, raising=False)
+    assert resolve_face_model(face_model_path) == face_model_path
+    monkeypatch.setenv(face_model.ENV_VAR, str(face_model_path))
+    assert resolve_face_model() == face_model_path
+    with caplog.at_level("WARNING"):
+        assert resolve_face_model(tmp_path / "missing.tflite") == face_model_path  # reported, then env
+    assert "missing.tflite" in caplog.text
+
+
+def test_download_from_file_url_into_cache(face_model_path, no_model):
+    cache = no_model / "cache"
+    path = resolve_face_model(url=face_model_path.as_uri(), cache=cache, progress=False)
+    assert path == cache / FACE_MODEL_NAME
+    assert path.read_bytes() == face_model_path.read_bytes()
+    assert [p.name for p in cache.iterdir()] == [FACE_MODEL_NAME]  # no temporary files left
+    # Second call: found in the cache, no download needed.
+    assert resolve_face_model(url=(no_model / "gone.tflite").as_uri(), cache=cache) == path
+
+
+def test_download_failures_return_none(no_model, caplog):
+    cache = no_model / "cache"
+    with caplog.at_level("WARNING"):
+        assert resolve_face_model(url=(no_model / "nothing.tflite").as_uri(), cache=cache, progress=False) is None
+    assert "could not download the face-detector model" in caplog.text
+    junk = no_model / "junk.tflite"
+    junk.write_bytes(b"not a tflite model" * 100)
+    assert resolve_face_model(url=junk.as_uri(), cache=cache, progress=False) is None
+    assert list(cache.iterdir()) == []  # the bad download was deleted
+    assert resolve_face_model(download=False, cache=cache) is None
+
+
+def test_haar_fallback_when_no_model_can_be_found(no_model, astronaut, caplog):
+    with caplog.at_level("WARNING"), FaceDetector() as det:
+        faces = det.detect(astronaut)
+    assert det.backend == "haar"
+    assert det.warning and "Haar" in det.warning
+    assert "Haar" in caplog.text
+    assert len(faces) == 1
+    _assert_face(faces[0].box)
+
+
+def test_broken_model_file_falls_back_to_haar(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 256)
+    with FaceDetector(bad) as det:
+        assert det.backend == "haar" and "does not load" in det.warning

@@ -1,0 +1,182 @@
+"""Pipeline end to end on real photos with the tiny ONNX model, bad frames, drawing and the model zoo."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+import fer_core.model_zoo as model_zoo
+from fer_core.draw import draw_results
+from fer_core.pipeline import FrameResult, Pipeline
+from fer_core.session import ModelLoadError
+
+TIMINGS = {"detect", "preprocess", "inference", "total"}
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+
+
+@pytest.fixture(scope="module")
+def four_faces(astronaut) -> np.ndarray:
+    """460x460 frame with four copies of the astronaut's head at different sizes."""
+    head = astronaut[20:250, 110:340]
+    frame = np.zeros((460, 460, 3), np.uint8)
+    frame[:230, :230] = head
+    frame[:230, 230:] = cv2.flip(head, 1)
+    frame[250:440, 20:210] = cv2.resize(head, (190, 190))
+    frame[270:430, 260:420] = cv2.resize(head, (160, 160))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_onnx, face_model_path):
+    with Pipeline(tiny_onnx, provider="cpu", face_model=face_model_path, smoothing=0.0) as p:
+        yield p
+
+
+def test_end_to_end_on_a_real_photo(pipe, astronaut):
+    pipe.reset()
+    result = pipe.process(astronaut)
+    assert pipe.detector_backend == "mediapipe" and pipe.provider == "CPUExecutionProvider"
+    assert result.frame_shape == (512, 512, 3)
+    assert len(result.faces) == 1
+    face = result.faces[0]
+    x, y, w, h = face.box
+    assert 190 < x + w / 2 < 260 and 95 < y + h / 2 < 160
+    assert face.track_id == 1
+    assert face.probs.shape == (7,) and face.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert face.label == pipe.labels[int(face.probs.argmax())] and face.score == pytest.approx(face.probs.max())
+    assert set(result.timings) == TIMINGS
+    assert all(v >= 0 for v in result.timings.values())
+    assert result.timings["total"] >= result.timings["detect"]
+
+
+@pytest.mark.parametrize("frame", [
+    None, "not an image", np.zeros((0, 0, 3), np.uint8), np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.uint8),
+    np.zeros((10, 10, 7), np.uint8), np.zeros((2, 3, 4, 5), np.uint8), np.zeros((480, 640, 3), np.uint8),
+], ids=["none", "str", "empty", "1x1", "1x1grey", "7ch", "4d", "black"])
+def test_bad_frames_give_empty_results(pipe, frame):
+    result = pipe.process(frame)
+    assert isinstance(result, FrameResult) and result.faces == []
+    assert set(result.timings) == TIMINGS
+
+
+def test_grey_bgra_float_and_8k_frames(pipe, astronaut):
+    frames = [cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA),
+              astronaut.astype(np.float32), cv2.resize(astronaut[:288], (7680, 4320))]
+    for frame in frames:
+        result = pipe.process(frame)
+        assert len(result.faces) == 1, frame.shape
+        assert result.frame_shape == frame.shape
+
+
+def test_face_cut_by_the_frame_edge(pipe, astronaut):
+    result = pipe.process(np.ascontiguousarray(astronaut[110:, 200:]))
+    for face in result.faces:
+        assert face.probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_several_faces_keep_their_ids_while_moving(pipe, four_faces):
+    pipe.reset()
+    first = None
+    for step in range(8):
+        frame = np.roll(four_faces, shift=(3 * step, 2 * step), axis=(0, 1))
+        result = pipe.process(frame, timestamp_ms=33 * step)
+        assert len(result.faces) == 4
+        ids = {f.track_id: (f.box[0] - 2 * step, f.box[1] - 3 * step) for f in result.faces}
+        if first is None:
+            first = ids
+            assert sorted(ids) == [1, 2, 3, 4]
+        assert sorted(ids) == sorted(first)
+        for tid, (x, y) in ids.items():
+            assert abs(x - first[tid][0]) < 10 and abs(y - first[tid][1]) < 10
+
+
+def test_max_faces_keeps_the_largest(tiny_onnx, face_model_path, four_faces):
+    with Pipeline(tiny_onnx, provider="cpu", face_model=face_model_path, max_faces=2) as p:
+        faces = p.process(four_faces).faces
+    assert len(faces) == 2
+    assert all(f.box[1] < 230 for f in faces)  # the two full-size heads in the top row
+
+
+def test_settings_change_at_run_time(pipe, astronaut):
+    pipe.min_confidence = 0.99
+    assert pipe.process(astronaut).faces == []
+    pipe.min_confidence = 0.5
+    assert pipe.min_confidence == 0.5
+    pipe.equalize = True
+    on = pipe.process(astronaut).faces[0].probs
+    pipe.equalize = False
+    off = pipe.process(astronaut).faces[0].probs
+    pipe.equalize = True
+    assert not np.allclose(on, off)
+    pipe.smoothing = 0.5
+    assert pipe.tracker.smoothing == 0.5
+    smoothed = pipe.process(astronaut).faces[0].probs
+    np.testing.assert_allclose(smoothed, 0.5 * off + 0.5 * on, atol=1e-6)
+    pipe.smoothing = 0.0
+
+
+# ---------------------------------------------------------------------- draw
+def test_draw_results_marks_box_and_bars(pipe, astronaut):
+    pipe.reset()
+    result = pipe.process(astronaut)
+    x, y, w, h = result.faces[0].box
+    out = draw_results(astronaut, result, pipe.labels, fps=30.0, latency_ms=12.5)
+    assert out.shape == astronaut.shape and out.dtype == np.uint8
+    assert not np.shares_memory(out, astronaut)
+    diff = np.abs(out.astype(int) - astronaut.astype(int)).sum(axis=2) > 0
+    assert diff[y:y + h, x].any()  # box edge
+    assert diff[y:y + h, x + w + 5:x + w + 100].any()  # bars right of the face
+    assert diff[:20, :60].any()  # FPS text
+    assert not diff[400:, 400:].any()
+    selected = draw_results(astronaut, result, pipe.labels, selected=result.faces[0].track_id)
+    plain = draw_results(astronaut, result, pipe.labels)
+    assert not np.array_equal(selected, plain)
+
+
+def test_draw_results_other_layouts(pipe, astronaut):
+    result = pipe.process(astronaut)
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    assert draw_results(grey, result, pipe.labels).shape == grey.shape
+    bgra = cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA)
+    assert draw_results(bgra, result, pipe.labels).shape == bgra.shape
+    # A face at the right edge gets its bars on the left.
+    edge = np.zeros((400, 400, 3), np.uint8)
+    edge[:, 100:] = astronaut[40:440, 0:300]
+    r = pipe.process(edge)
+    x, y, w, h = r.faces[0].box
+    assert x + w > 330
+    diff = np.abs(draw_results(edge, r, pipe.labels).astype(int) - edge.astype(int)).sum(axis=2) > 0
+    assert diff[y:y + h, max(0, x - 100):x - 5].any()
+    empty = FrameResult(frame_shape=astronaut.shape)
+    np.testing.assert_array_equal(draw_results(astronaut, empty, pipe.labels), astronaut)
+
+
+# ---------------------------------------------------------------------- model zoo
+def test_default_model_from_env_and_clear_error(monkeypatch, tmp_path, tiny_onnx, face_model_path):
+    monkeypatch.setattr(model_zoo, "MODELS_DIR", tmp_path / "models")
+    monkeypatch.delenv(model_zoo.ENV_VAR, raising=False)
+    with pytest.raises(ModelLoadError, match="fer_realtime.onnx.*fer-export.*--model"):
+        model_zoo.default_model_path()
+    assert model_zoo.list_shipped_models() == []
+    monkeypatch.setenv(model_zoo.ENV_VAR, str(tiny_onnx))
+    assert model_zoo.default_model_path() == tiny_onnx
+    with Pipeline(provider="cpu", face_model=face_model_path) as p:
+        assert p.model_path == tiny_onnx
+    with pytest.raises(ModelLoadError, match="nope.onnx"):
+        Pipeline(tmp_path / "nope.onnx")
+
+
+def test_fer_core_never_imports_torch_or_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, fer_core.pipeline, fer_core.draw, fer_core.face_model; "
+            "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
