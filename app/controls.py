@@ -1,0 +1,237 @@
+"""The control column: source, model, provider, smoothing, equalisation, confidence, pause, snapshot, record.
+
+Widgets only: every change is emitted as a signal and the main window passes it to the worker.
+File dialogs for choosing inputs live here and emit the chosen path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QPushButton, QSlider, QVBoxLayout, QWidget)
+
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
+MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
+
+
+def _slider(lo: int, hi: int, value: int) -> QSlider:
+    s = QSlider(Qt.Orientation.Horizontal)
+    s.setRange(lo, hi)
+    s.setValue(value)
+    return s
+
+
+class ControlsPanel(QWidget):
+    """All live-view controls; emits what the user asks for."""
+
+    camera_requested = Signal(int)
+    file_requested = Signal(str)  # a video, an image or a folder
+    cameras_refresh_requested = Signal()
+    model_requested = Signal(str)
+    provider_requested = Signal(str)
+    smoothing_changed = Signal(float)  # 0 = off
+    equalize_changed = Signal(bool)
+    confidence_changed = Signal(float)
+    pause_toggled = Signal(bool)
+    snapshot_requested = Signal()
+    record_toggled = Signal(bool)
+
+    def __init__(self, models: Sequence[Path], providers: Sequence[str], smoothing: float = 0.6,
+                 equalize: bool = True, confidence: float = 0.5, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+
+        # Source
+        box = QGroupBox("Source")
+        form = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.camera_combo = QComboBox()
+        self.camera_combo.setToolTip("Cameras found on this computer")
+        self.refresh_button = QPushButton("Rescan")
+        row.addWidget(self.camera_combo, 1)
+        row.addWidget(self.refresh_button)
+        form.addLayout(row)
+        row = QHBoxLayout()
+        self.open_video_button = QPushButton("Open video…")
+        self.open_image_button = QPushButton("Open image…")
+        row.addWidget(self.open_video_button)
+        row.addWidget(self.open_image_button)
+        form.addLayout(row)
+        self.source_label = QLabel("")
+        self.source_label.setWordWrap(True)
+        form.addWidget(self.source_label)
+        layout.addWidget(box)
+
+        # Model and provider
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        self.model_combo = QComboBox()
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(12)
+        for path in models:
+            self.model_combo.addItem(Path(path).name, str(path))
+        self.browse_model_button = QPushButton("Other ONNX file…")
+        self.provider_combo = QComboBox()
+        for name in ["auto", *[p for p in providers if p != "auto"]]:
+            self.provider_combo.addItem(name, name)
+        form.addRow("Model", self.model_combo)
+        form.addRow("", self.browse_model_button)
+        form.addRow("Provider", self.provider_combo)
+        layout.addWidget(box)
+
+        # Processing
+        box = QGroupBox("Processing")
+        form = QFormLayout(box)
+        self.smoothing_check = QCheckBox("Smoothing")
+        self.smoothing_check.setChecked(smoothing > 0)
+        self.smoothing_slider = _slider(5, 95, int(round(100 * (smoothing if smoothing > 0 else 0.6))))
+        self.smoothing_value = QLabel()
+        row = QHBoxLayout()
+        row.addWidget(self.smoothing_slider, 1)
+        row.addWidget(self.smoothing_value)
+        form.addRow(self.smoothing_check, row)
+        self.equalize_check = QCheckBox("Histogram equalisation")
+        self.equalize_check.setChecked(equalize)
+        form.addRow(self.equalize_check)
+        self.confidence_slider = _slider(10, 95, int(round(100 * confidence)))
+        self.confidence_value = QLabel()
+        row = QHBoxLayout()
+        row.addWidget(self.confidence_slider, 1)
+        row.addWidget(self.confidence_value)
+        form.addRow("Detection ≥", row)
+        layout.addWidget(box)
+
+        # Actions
+        box = QGroupBox("Actions")
+        grid = QHBoxLayout(box)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.snapshot_button = QPushButton("Snapshot")
+        self.record_button = QPushButton("Record")
+        self.record_button.setCheckable(True)
+        for b in (self.pause_button, self.snapshot_button, self.record_button):
+            grid.addWidget(b)
+        layout.addWidget(box)
+        layout.addStretch(1)
+
+        self._update_value_labels()
+        self.set_cameras(None)
+        self.camera_combo.activated.connect(self._on_camera_activated)
+        self.refresh_button.clicked.connect(self.cameras_refresh_requested)
+        self.open_video_button.clicked.connect(self.choose_video)
+        self.open_image_button.clicked.connect(self.choose_image)
+        self.model_combo.activated.connect(lambda i: self.model_requested.emit(self.model_combo.itemData(i)))
+        self.browse_model_button.clicked.connect(self.choose_model)
+        self.provider_combo.activated.connect(lambda i: self.provider_requested.emit(self.provider_combo.itemData(i)))
+        self.smoothing_check.toggled.connect(self._emit_smoothing)
+        self.smoothing_slider.valueChanged.connect(self._emit_smoothing)
+        self.equalize_check.toggled.connect(self.equalize_changed)
+        self.confidence_slider.valueChanged.connect(self._emit_confidence)
+        self.pause_button.toggled.connect(self._on_pause)
+        self.snapshot_button.clicked.connect(self.snapshot_requested)
+        self.record_button.toggled.connect(self._on_record)
+
+    # ----- state set by the main window ----------------------------------------------------------
+    def set_cameras(self, indices: Sequence[int] | None) -> None:
+        """Fill the camera list (``None`` while scanning)."""
+        self.camera_combo.clear()
+        if indices is None:
+            self.camera_combo.addItem("Looking for cameras…", None)
+        elif not indices:
+            self.camera_combo.addItem("No camera found", None)
+        else:
+            self.camera_combo.addItem("Choose a camera…", None)
+            for i in indices:
+                self.camera_combo.addItem(f"Camera {i}", i)
+        self.camera_combo.setEnabled(bool(indices))
+
+    def set_source_text(self, text: str) -> None:
+        """What is playing now."""
+        self.source_label.setText(text)
+
+    def set_model(self, path: str | Path | None) -> None:
+        """Show ``path`` as the chosen model (added to the list when new)."""
+        if path is None:
+            return
+        i = self.model_combo.findData(str(path))
+        if i < 0:
+            self.model_combo.addItem(Path(path).name, str(path))
+            i = self.model_combo.count() - 1
+        self.model_combo.setCurrentIndex(i)
+
+    def set_provider(self, name: str) -> None:
+        i = self.provider_combo.findData(name)
+        if i < 0:
+            self.provider_combo.addItem(name, name)
+            i = self.provider_combo.count() - 1
+        self.provider_combo.setCurrentIndex(i)
+
+    def set_recording(self, on: bool) -> None:
+        """Reflect the recording state without emitting ``record_toggled``."""
+        self.record_button.blockSignals(True)
+        self.record_button.setChecked(on)
+        self.record_button.setText("Stop recording" if on else "Record")
+        self.record_button.blockSignals(False)
+
+    def set_paused(self, on: bool) -> None:
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(on)
+        self.pause_button.setText("Resume" if on else "Pause")
+        self.pause_button.blockSignals(False)
+
+    @property
+    def smoothing(self) -> float:
+        """Smoothing strength in [0, 1); 0 when off."""
+        return self.smoothing_slider.value() / 100.0 if self.smoothing_check.isChecked() else 0.0
+
+    @property
+    def confidence(self) -> float:
+        return self.confidence_slider.value() / 100.0
+
+    # ----- dialogs and internal slots ------------------------------------------------------------
+    def choose_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
+        if path:
+            self.file_requested.emit(path)
+
+    def choose_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image", "", IMAGE_FILTER)
+        if path:
+            self.file_requested.emit(path)
+
+    def choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an ONNX model", "", MODEL_FILTER)
+        if path:
+            self.set_model(path)
+            self.model_requested.emit(path)
+
+    def _on_camera_activated(self, i: int) -> None:
+        index = self.camera_combo.itemData(i)
+        if index is not None:
+            self.camera_requested.emit(int(index))
+
+    def _update_value_labels(self) -> None:
+        self.smoothing_slider.setEnabled(self.smoothing_check.isChecked())
+        self.smoothing_value.setText(f"{self.smoothing_slider.value() / 100:.2f}")
+        self.confidence_value.setText(f"{self.confidence:.2f}")
+
+    def _emit_smoothing(self, *_: object) -> None:
+        self._update_value_labels()
+        self.smoothing_changed.emit(self.smoothing)
+
+    def _emit_confidence(self, *_: object) -> None:
+        self._update_value_labels()
+        self.confidence_changed.emit(self.confidence)
+
+    def _on_pause(self, on: bool) -> None:
+        self.pause_button.setText("Resume" if on else "Pause")
+        self.pause_toggled.emit(on)
+
+    def _on_record(self, on: bool) -> None:
+        self.record_button.setText("Stop recording" if on else "Record")
+        self.record_toggled.emit(on)

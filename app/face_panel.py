@@ -1,0 +1,237 @@
+"""Side panel for the selected face: every class probability as a bar, and a rolling timeline chart.
+
+Both are painted with ``QPainter`` (PySide6-Essentials has no QtCharts). The panel keeps a short
+history of probabilities per track id, so selecting another face shows its last seconds at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from fer_core.labels import class_color
+
+WINDOW_S = 10.0
+PANEL_BG = QColor(250, 250, 252)
+GRID = QColor(220, 220, 226)
+TEXT = QColor(40, 40, 48)
+
+
+def qcolor(label: str) -> QColor:
+    """The overlay's colour for a class (``fer_core.labels.class_color`` is BGR)."""
+    b, g, r = class_color(label)
+    return QColor(r, g, b)
+
+
+class ProbabilityBars(QWidget):
+    """One horizontal bar per class, coloured per emotion, with the percentage; the top class in bold."""
+
+    ROW = 22
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.labels: list[str] = []
+        self.probs = np.zeros(0, np.float32)
+        self.setMinimumHeight(self.ROW * 7 + 8)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_probs(self, labels: Sequence[str], probs: np.ndarray | None) -> None:
+        """Show these probabilities (``None`` clears the bars)."""
+        self.labels = list(labels)
+        self.probs = np.zeros(len(self.labels), np.float32) if probs is None else np.asarray(probs, np.float32)
+        self.setFixedHeight(self.ROW * max(len(self.labels), 7) + 8)
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        name_w, pct_w = 74, 48
+        bar_w = max(10, self.width() - name_w - pct_w - 8)
+        top = int(np.argmax(self.probs)) if self.probs.size and self.probs.max() > 0 else -1
+        for i, (label, p) in enumerate(zip(self.labels, self.probs)):
+            y = 4 + i * self.ROW
+            font = painter.font()
+            font.setBold(i == top)
+            painter.setFont(font)
+            painter.setPen(TEXT)
+            painter.drawText(QRectF(0, y, name_w - 6, self.ROW), Qt.AlignmentFlag.AlignVCenter
+                             | Qt.AlignmentFlag.AlignRight, label)
+            track = QRectF(name_w, y + 4, bar_w, self.ROW - 8)
+            painter.fillRect(track, QColor(232, 232, 238))
+            painter.fillRect(QRectF(track.x(), track.y(), bar_w * float(np.clip(p, 0, 1)), track.height()),
+                             qcolor(label))
+            painter.drawText(QRectF(name_w + bar_w + 4, y, pct_w, self.ROW), Qt.AlignmentFlag.AlignVCenter,
+                             f"{100 * p:4.1f}%")
+
+
+class TimelineChart(QWidget):
+    """Probabilities of every class over the last seconds, one coloured line per class."""
+
+    def __init__(self, window_s: float = WINDOW_S, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.window_s = window_s
+        self.labels: list[str] = []
+        self.times = np.zeros(0)
+        self.values = np.zeros((0, 0))
+        self.now = 0.0
+        self.setMinimumHeight(200)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    @property
+    def point_count(self) -> int:
+        """Number of time points on show."""
+        return len(self.times)
+
+    def set_series(self, labels: Sequence[str], times_s: np.ndarray, values: np.ndarray,
+                   now: float | None = None) -> None:
+        """Show ``values`` (T, C) at ``times_s`` (T,) seconds; ``now`` (default: the last time) is the right edge."""
+        self.labels = list(labels)
+        self.times = np.asarray(times_s, np.float64)
+        self.now = float(now) if now is not None else (float(self.times[-1]) if len(self.times) else 0.0)
+        self.values = np.asarray(values, np.float32).reshape(len(self.times), len(self.labels))
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), Qt.GlobalColor.white)
+        small = QFont(painter.font())
+        small.setPointSizeF(max(6.0, small.pointSizeF() * 0.85))
+        painter.setFont(small)
+        legend_rows = 2 if self.labels else 0
+        plot = QRectF(34, 8, max(10, self.width() - 42), max(10, self.height() - 30 - 16 * legend_rows))
+        for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+            y = plot.bottom() - frac * plot.height()
+            painter.setPen(QPen(GRID, 1))
+            painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
+            painter.setPen(TEXT)
+            painter.drawText(QRectF(0, y - 8, 30, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                             f"{frac:.2g}")
+        for k in range(0, int(self.window_s) + 1, max(1, int(self.window_s) // 5)):
+            x = plot.right() - k / self.window_s * plot.width()
+            painter.setPen(QPen(GRID, 1))
+            painter.drawLine(QPointF(x, plot.top()), QPointF(x, plot.bottom()))
+            painter.setPen(TEXT)
+            painter.drawText(QRectF(x - 25, plot.bottom() + 2, 50, 14), Qt.AlignmentFlag.AlignCenter,
+                             "now" if k == 0 else f"-{k} s")
+        if len(self.times) and self.values.shape[1] == len(self.labels):
+            xs = plot.right() - (self.now - self.times) / self.window_s * plot.width()
+            for c, label in enumerate(self.labels):
+                ys = plot.bottom() - np.clip(self.values[:, c], 0, 1) * plot.height()
+                painter.setPen(QPen(qcolor(label), 2))
+                if len(xs) == 1:
+                    painter.drawEllipse(QPointF(xs[0], ys[0]), 2, 2)
+                    continue
+                path = QPainterPath(QPointF(xs[0], ys[0]))
+                for x, y in zip(xs[1:], ys[1:]):
+                    path.lineTo(QPointF(x, y))
+                painter.drawPath(path)
+        # Legend: two rows of colour swatches with class names.
+        per_row = max(1, (len(self.labels) + 1) // 2)
+        cell = plot.width() / per_row
+        for i, label in enumerate(self.labels):
+            x = plot.left() + (i % per_row) * cell
+            y = plot.bottom() + 18 + (i // per_row) * 16
+            painter.fillRect(QRectF(x, y + 3, 10, 10), qcolor(label))
+            painter.setPen(TEXT)
+            painter.drawText(QRectF(x + 13, y, cell - 13, 16), Qt.AlignmentFlag.AlignVCenter, label)
+
+
+class FacePanel(QWidget):
+    """The selected face: a title, probability bars and the timeline chart."""
+
+    def __init__(self, window_s: float = WINDOW_S, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.window_s = window_s
+        self.labels: list[str] = []
+        self._track_id: int | None = None
+        self._history: dict[int, deque[tuple[float, np.ndarray]]] = {}
+        self._last_seen: dict[int, float] = {}
+        self._now = -np.inf
+        self.title = QLabel("No face selected")
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.title.setFont(font)
+        self.hint = QLabel("Click a face in the video to follow it (default: the largest face).")
+        self.hint.setWordWrap(True)
+        self.bars = ProbabilityBars()
+        self.chart = TimelineChart(window_s)
+        chart_title = QLabel(f"Last {window_s:.0f} seconds")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.hint)
+        layout.addWidget(self.bars)
+        layout.addWidget(chart_title)
+        layout.addWidget(self.chart, 1)
+
+    @property
+    def track_id(self) -> int | None:
+        """Track id of the face on show."""
+        return self._track_id
+
+    def history(self, track_id: int) -> list[tuple[float, np.ndarray]]:
+        """(time s, probabilities) of a track over the window."""
+        return list(self._history.get(track_id, ()))
+
+    def clear(self) -> None:
+        """Forget every track (new source)."""
+        self._history.clear()
+        self._last_seen.clear()
+        self._now = -np.inf
+        self._track_id = None
+        self._refresh(None)
+
+    def update_result(self, result: Any, selected_track: int | None, time_ms: float,
+                      labels: Sequence[str]) -> None:
+        """Add a frame's faces to the histories and show ``selected_track``."""
+        t = float(time_ms) / 1000.0
+        if t < self._now - 1.0 or list(labels) != self.labels:  # new source, a rewind or another model
+            self.clear()
+        self.labels = list(labels)
+        self._now = max(self._now, t)
+        for face in result.faces:
+            hist = self._history.setdefault(face.track_id, deque())
+            if hist and hist[-1][0] >= t:  # the same frame again (paused, settings changed): replace
+                hist.pop()
+            hist.append((t, np.asarray(face.probs, np.float32)))
+            self._last_seen[face.track_id] = t
+        for tid in list(self._history):
+            hist = self._history[tid]
+            while hist and hist[0][0] < self._now - self.window_s:
+                hist.popleft()
+            if not hist:
+                del self._history[tid], self._last_seen[tid]
+        self._track_id = selected_track
+        face = next((f for f in result.faces if f.track_id == selected_track), None)
+        self._refresh(face)
+
+    def select(self, track_id: int | None, result: Any = None) -> None:
+        """Show another track now (its history is kept); ``result`` gives its current probabilities."""
+        self._track_id = track_id
+        face = next((f for f in (result.faces if result is not None else ()) if f.track_id == track_id), None)
+        self._refresh(face)
+
+    def _refresh(self, face: Any) -> None:
+        tid = self._track_id
+        hist = self._history.get(tid) if tid is not None else None
+        if face is not None:
+            self.title.setText(f"Face #{tid}: {face.label} {100 * float(face.score):.0f}%")
+            self.bars.set_probs(self.labels, face.probs)
+        elif hist:
+            self.title.setText(f"Face #{tid}: not visible")
+            self.bars.set_probs(self.labels, hist[-1][1])
+        else:
+            self.title.setText("No face detected" if tid is None else f"Face #{tid}: gone")
+            self.bars.set_probs(self.labels, None)
+        if hist:
+            times = np.array([p[0] for p in hist])
+            self.chart.set_series(self.labels, times, np.stack([p[1] for p in hist]), now=self._now)
+        else:
+            self.chart.set_series(self.labels, np.zeros(0), np.zeros((0, len(self.labels))))

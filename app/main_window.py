@@ -1,0 +1,421 @@
+"""The main window: controls | live view | selected face, readouts below, and a Benchmark FPS tab.
+
+The window only wires widgets to the :class:`app.worker.InferenceWorker` (one per source, in a
+``QThread``) and paints what it sends. Changing the source stops the worker and starts a new one
+with the current settings; closing the window stops it cooperatively and waits for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QThread, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QScrollArea, QTabWidget, QVBoxLayout,
+                               QWidget)
+
+from fer_core.model_zoo import default_model_path, list_shipped_models
+from fer_core.session import available_providers
+from fer_core.sources import list_cameras
+
+from app.banner import MessageBanner
+from app.bench_panel import BenchPanel
+from app.controls import ControlsPanel
+from app.face_panel import FacePanel
+from app.qt_env import check_pyside
+from app.readouts import Readouts
+from app.video_view import VideoView
+from app.worker import InferenceWorker, WorkerSettings, describe_source
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_MS = 5000
+
+
+class CameraScan(QThread):
+    """Lists cameras in the background (opening devices can take a while)."""
+
+    found = Signal(object)
+
+    def run(self) -> None:
+        try:
+            self.found.emit(list_cameras())
+        except Exception:
+            log.exception("camera scan failed")
+            self.found.emit([])
+
+
+def _shipped_models() -> list[Path]:
+    try:
+        return list_shipped_models()
+    except Exception:  # no models/ folder: the window still opens and says so when loading
+        log.exception("listing models failed")
+        return []
+
+
+def _default_model() -> Path | None:
+    try:
+        return default_model_path()
+    except Exception:  # none shipped: loading says so in the window
+        return None
+
+
+class MainWindow(QMainWindow):
+    """The ``fer-app`` window.
+
+    Signals:
+        frame_shown(int): a frame was shown; the count since the current source was opened.
+        source_ended(): the current file source has no more frames.
+        worker_finished(): the current worker released its source and stopped.
+    """
+
+    frame_shown = Signal(int)
+    source_ended = Signal()
+    worker_finished = Signal()
+
+    def __init__(self, source: str | int | None = 0, model: str | None = None, provider: str = "auto",
+                 face_model: str | None = None, pace_video: bool = True, scan_cameras: bool = True) -> None:
+        """Args:
+            source: opened at once (camera index, file, folder or URL); ``None`` opens nothing.
+            model: ONNX classifier; ``None`` = the shipped default.
+            provider: execution provider request.
+            face_model: MediaPipe face-detector model path.
+            pace_video: play video files at their frame rate (False: as fast as processing allows).
+            scan_cameras: list the cameras in the background at start.
+        """
+        check_pyside()  # a clear error instead of a crash a few seconds later
+        super().__init__()
+        self.setWindowTitle("FER: live facial expression recognition")
+        self.settings = WorkerSettings(model_path=model, provider=provider, face_model=face_model,
+                                       pace_video=pace_video)
+        self.worker: InferenceWorker | None = None
+        self.thread: QThread | None = None
+        # Every worker with its thread, and whether the thread's `finished` has been handled here.
+        self._alive: list[list] = []
+        self.frames_shown = 0
+        self.last_result: Any = None
+        self.last_stats: dict[str, Any] = {}
+        self.last_error = ""
+        self._camera_scan: CameraScan | None = None
+        self._paused_for_bench = False
+
+        models = _shipped_models()
+        providers = available_providers()
+        self.controls = ControlsPanel(models, providers, smoothing=self.settings.smoothing,
+                                      equalize=self.settings.equalize, confidence=self.settings.min_confidence)
+        self.controls.set_model(model or _default_model())
+        self.controls.set_provider(provider)
+        self.view = VideoView()
+        self.banner = MessageBanner()
+        self.face_panel = FacePanel()
+        self.readouts = Readouts()
+        self.bench = BenchPanel(models, providers, face_model=face_model)
+        if model and Path(model) not in models:
+            self.bench.add_model(model, checked=not models)
+        self._build_layout()
+        self._build_menu()
+        self._connect()
+        self.resize(1360, 860)
+        if scan_cameras:
+            self.rescan_cameras()
+        else:
+            self.controls.set_cameras([])
+        if source is not None:
+            self.open_source(source)
+
+    # ----- layout --------------------------------------------------------------------------------
+    def _build_layout(self) -> None:
+        controls_scroll = QScrollArea()
+        controls_scroll.setWidget(self.controls)
+        controls_scroll.setWidgetResizable(True)
+        controls_scroll.setFixedWidth(300)
+        center = QWidget()
+        center_layout = QVBoxLayout(center)
+        center_layout.setContentsMargins(0, 0, 0, 0)
+        center_layout.addWidget(self.banner)
+        center_layout.addWidget(self.view, 1)
+        self.face_panel.setFixedWidth(340)
+        live = QWidget()
+        live_layout = QHBoxLayout(live)
+        live_layout.setContentsMargins(4, 4, 4, 4)
+        live_layout.addWidget(controls_scroll)
+        live_layout.addWidget(center, 1)
+        live_layout.addWidget(self.face_panel)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(live, "Live")
+        self.tabs.addTab(self.bench, "Benchmark FPS")
+        root = QWidget()
+        root_layout = QVBoxLayout(root)
+        root_layout.setContentsMargins(4, 4, 4, 0)
+        root_layout.addWidget(self.tabs, 1)
+        root_layout.addWidget(self.readouts)
+        self.setCentralWidget(root)
+
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        for text, shortcut, slot in (
+            ("Open &video…", QKeySequence.StandardKey.Open, self.controls.choose_video),
+            ("Open &image…", None, self.controls.choose_image),
+            ("Open &model…", None, self.controls.choose_model),
+            ("Save &snapshot…", QKeySequence("Ctrl+S"), self.choose_snapshot),
+            ("&Quit", QKeySequence.StandardKey.Quit, self.close),
+        ):
+            action = QAction(text, self)
+            if shortcut is not None:
+                action.setShortcut(shortcut)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+
+    def _connect(self) -> None:
+        c = self.controls
+        c.camera_requested.connect(self.open_source)
+        c.file_requested.connect(self.open_source)
+        c.cameras_refresh_requested.connect(self.rescan_cameras)
+        c.model_requested.connect(self.set_model)
+        c.provider_requested.connect(lambda name: self._change(provider=name))
+        c.smoothing_changed.connect(lambda v: self._change(smoothing=v))
+        c.equalize_changed.connect(lambda on: self._change(equalize=on))
+        c.confidence_changed.connect(lambda v: self._change(min_confidence=v))
+        c.pause_toggled.connect(self.set_paused)
+        c.snapshot_requested.connect(self.choose_snapshot)
+        c.record_toggled.connect(self._on_record_toggled)
+        self.banner.open_video.connect(c.choose_video)
+        self.banner.open_image.connect(c.choose_image)
+        self.banner.choose_model.connect(c.choose_model)
+        self.view.clicked.connect(self.select_face_at)
+        self.bench.run_started.connect(self._on_bench_started)
+        self.bench.run_finished.connect(self._on_bench_finished)
+
+    # ----- source and worker -----------------------------------------------------------------------
+    @Slot(object)
+    def open_source(self, spec: str | int) -> None:
+        """Stop the current worker and start one on ``spec`` (camera index, file, folder or URL)."""
+        if isinstance(spec, str) and spec.strip().isdigit():
+            spec = int(spec)
+        self.stop_worker()
+        self.banner.hide()
+        self.frames_shown = 0
+        self.last_result, self.last_stats = None, {}
+        self.face_panel.clear()
+        self.readouts.clear()
+        self.view.set_image(None)
+        self.view.set_placeholder(f"Opening {describe_source(spec)}…")
+        self.controls.set_source_text(f"Now: {describe_source(spec)}")
+        self.controls.set_recording(False)
+        self.controls.set_paused(False)
+        self.settings = dataclasses.replace(self.settings, selected_track=None, paused=False)
+        worker = InferenceWorker(spec, self.settings, max_in_flight=2)
+        thread = QThread(self)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.frame_ready.connect(self._on_frame)
+        worker.error.connect(self._on_error)
+        worker.warning.connect(self._on_warning)
+        worker.status.connect(self._on_status)
+        worker.ended.connect(self._on_ended)
+        worker.recording_changed.connect(self._on_recording_changed)
+        worker.finished.connect(self._on_worker_finished)
+        worker.finished.connect(thread.quit)
+        thread.finished.connect(self._on_thread_finished)
+        self.worker, self.thread = worker, thread
+        self._alive.append([worker, thread, False])
+        self._forget_finished()
+        thread.start()
+
+    def stop_worker(self, timeout_ms: int = STOP_TIMEOUT_MS) -> bool:
+        """Stop the current worker cooperatively and wait for its thread; True when it has ended."""
+        worker, thread = self.worker, self.thread
+        self.worker = self.thread = None
+        if worker is None:
+            return True
+        worker.stop()
+        thread.quit()
+        stopped = thread.wait(timeout_ms)
+        if not stopped:  # kept in self._alive until it ends, so that nothing is deleted under it
+            log.warning("the worker for %s did not stop within %d ms", worker.source_spec, timeout_ms)
+        return stopped
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        """Forget old workers whose thread has ended.
+
+        A thread's ``finished`` arrives after every signal its worker sent, so once it has been handled
+        here no queued signal refers to that worker any more and it can be deleted.
+        """
+        for entry in self._alive:
+            if entry[1] is self.sender():
+                entry[2] = True
+        self._forget_finished()
+
+    def _forget_finished(self) -> None:
+        keep = []
+        for worker, thread, finished in self._alive:
+            if finished and thread is not self.thread:
+                thread.deleteLater()
+            else:
+                keep.append([worker, thread, finished])
+        self._alive = keep
+
+    def _change(self, **changes: Any) -> None:
+        self.settings = dataclasses.replace(self.settings, **changes)
+        if self.worker is not None:
+            self.worker.update_settings(**changes)
+
+    def set_model(self, path: str) -> None:
+        """Use another ONNX classifier (errors appear in the banner; the old model stays in use)."""
+        self.controls.set_model(path)
+        self.bench.add_model(path, checked=False)
+        self._change(model_path=str(path))
+
+    def set_paused(self, paused: bool) -> None:
+        self.controls.set_paused(paused)
+        self._change(paused=paused)
+        self.statusBar().showMessage("Paused" if paused else "Running", 3000)
+
+    def select_face_at(self, x: float, y: float) -> int | None:
+        """Follow the face under frame point (x, y); a click beside every face goes back to the largest."""
+        faces = self.last_result.faces if self.last_result is not None else []
+        hits = [f for f in faces if f.box[0] <= x <= f.box[0] + f.box[2] and f.box[1] <= y <= f.box[1] + f.box[3]]
+        track = min(hits, key=lambda f: f.box[2] * f.box[3]).track_id if hits else None
+        self.select_track(track)
+        return track
+
+    def select_track(self, track_id: int | None) -> None:
+        """Show this track in the side panel (``None`` = the largest face)."""
+        self._change(selected_track=track_id)
+        if track_id is not None:
+            self.face_panel.select(track_id, self.last_result)
+        self.statusBar().showMessage(f"Following face #{track_id}" if track_id is not None
+                                     else "Following the largest face", 3000)
+
+    def rescan_cameras(self) -> None:
+        if self._camera_scan is not None and self._camera_scan.isRunning():
+            return
+        self.controls.set_cameras(None)
+        self._camera_scan = CameraScan(self)
+        self._camera_scan.found.connect(self.controls.set_cameras)
+        self._camera_scan.start()
+
+    def _on_bench_started(self) -> None:
+        """Pause the live view during a benchmark, so that both do not compete for the processor."""
+        self._paused_for_bench = self.worker is not None and not self.settings.paused
+        if self._paused_for_bench:
+            self.set_paused(True)
+            self.statusBar().showMessage("Live view paused while the benchmark runs", 5000)
+
+    def _on_bench_finished(self, rows: object) -> None:
+        if self._paused_for_bench:
+            self._paused_for_bench = False
+            self.set_paused(False)
+
+    # ----- worker signals ------------------------------------------------------------------------
+    @Slot(QImage, object, object)
+    def _on_frame(self, image: QImage, result: Any, stats: dict[str, Any]) -> None:
+        worker = self.sender()
+        if worker is not None:
+            worker.frame_shown()
+        if worker is not self.worker:  # a late frame from a worker being replaced
+            return
+        self.view.set_image(image)
+        self.last_result, self.last_stats = result, stats
+        self.readouts.update_stats(stats)
+        self.face_panel.update_result(result, stats.get("selected_track"), stats.get("time_ms", 0.0),
+                                      stats.get("labels", []))
+        self.frames_shown += 1
+        self.frame_shown.emit(self.frames_shown)
+
+    def _from_current(self) -> bool:
+        return self.sender() is self.worker
+
+    @Slot(str)
+    def _on_error(self, message: str) -> None:
+        if not self._from_current():
+            return
+        self.last_error = message
+        lower = message.lower()
+        self.banner.show_message(message, "error", offer_model="model" in lower or ".onnx" in lower)
+        self.statusBar().showMessage(message, 15000)
+        if self.view.image is None:
+            self.view.set_placeholder(message + "\n\nUse “Open video…” or “Open image…” on the left or above.")
+
+    @Slot(str)
+    def _on_warning(self, message: str) -> None:
+        if self._from_current():
+            self.banner.show_message(message, "warning", offer_sources=False)
+
+    @Slot(str)
+    def _on_status(self, message: str) -> None:
+        if self._from_current():
+            self.statusBar().showMessage(message, 8000)
+
+    @Slot()
+    def _on_ended(self) -> None:
+        if self._from_current():
+            self.source_ended.emit()
+
+    @Slot(bool)
+    def _on_recording_changed(self, on: bool) -> None:
+        if self._from_current():
+            self.controls.set_recording(on)
+
+    @Slot()
+    def _on_worker_finished(self) -> None:
+        if self._from_current():
+            self.worker_finished.emit()
+
+    # ----- snapshot and recording ------------------------------------------------------------------
+    def save_snapshot(self, path: str | Path) -> bool:
+        """Save the annotated frame on show as PNG; False (and a message) when there is none or it fails."""
+        image = self.view.image
+        if image is None or not image.save(str(path), "PNG"):
+            self._show_local_error(f"Cannot save a snapshot to {path}" + (": no frame yet" if image is None else ""))
+            return False
+        self.statusBar().showMessage(f"Saved snapshot {path}", 5000)
+        return True
+
+    def choose_snapshot(self) -> None:
+        default = time.strftime("fer_snapshot_%Y%m%d_%H%M%S.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG images (*.png)")
+        if path:
+            self.save_snapshot(path)
+
+    def start_recording(self, base_path: str | Path) -> bool:
+        """Record the annotated video to ``<base>.mp4`` and per-face rows to ``<base>.csv``."""
+        if self.worker is None:
+            self._show_local_error("Nothing to record: open a camera, a video or an image first.")
+            self.controls.set_recording(False)
+            return False
+        self.worker.start_recording(base_path)
+        return True
+
+    def stop_recording(self) -> None:
+        if self.worker is not None:
+            self.worker.stop_recording()
+
+    def _on_record_toggled(self, on: bool) -> None:
+        if not on:
+            self.stop_recording()
+            return
+        default = time.strftime("fer_recording_%Y%m%d_%H%M%S")
+        path, _ = QFileDialog.getSaveFileName(self, "Record to (an .mp4 and a .csv are written)", default,
+                                              "MP4 video (*.mp4)")
+        if not path or not self.start_recording(path):
+            self.controls.set_recording(False)
+
+    def _show_local_error(self, message: str) -> None:
+        self.last_error = message
+        self.banner.show_message(message, "error")
+        self.statusBar().showMessage(message, 10000)
+
+    # ----- closing -----------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.stop_worker()
+        self.bench.stop()
+        if self._camera_scan is not None:
+            self._camera_scan.wait(3000)
+        super().closeEvent(event)
+

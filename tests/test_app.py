@@ -1,0 +1,367 @@
+"""Desktop app (pytest-qt, offscreen): worker, window, overlay, readouts, selection, errors, closing, CLI.
+
+A short real video is written from ``skimage.data.astronaut()`` (two faces of different sizes that
+move); faces are found by the real MediaPipe detector (``FER_FACE_MODEL`` from conftest) and
+classified by the tiny ONNX model from conftest.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import app  # noqa: F401  (the OpenCV / Qt plugin-path fix, before pytest-qt creates the QApplication)
+from app import worker as worker_mod
+from app.qt_env import PLUGIN_VAR, check_pyside, fix_qt_env
+from app.worker import InferenceWorker, LatestFrameGrabber, RateMeter, WorkerSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = (640, 360)
+
+
+@pytest.fixture(autouse=True)
+def _usable_pyside() -> None:
+    """Fail with the fix, not a crash of the whole test run, on a PySide6 that corrupts refcounts."""
+    check_pyside()
+
+
+def write_two_face_video(path: Path, n_frames: int, fps: float = 25.0) -> Path:
+    """Two copies of the astronaut's face (300 px and 220 px squares) drifting sideways."""
+    from skimage import data
+
+    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[10:270, 95:355]
+    big, small = cv2.resize(img, (300, 300)), cv2.resize(img[:, ::-1], (220, 220))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE)
+    assert writer.isOpened()
+    for t in range(n_frames):
+        frame = np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)
+        dx = int(20 * np.sin(t / 8))
+        frame[30:330, 30 + dx:330 + dx] = big
+        frame[90:310, 390 - dx:610 - dx] = small
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_two_face_video(tmp_path_factory.mktemp("video") / "two_faces.mp4", 100)
+
+
+@pytest.fixture
+def settings(tiny_onnx, face_model_path) -> WorkerSettings:
+    return WorkerSettings(model_path=str(tiny_onnx), provider="cpu", face_model=str(face_model_path),
+                          pace_video=False)
+
+
+def qimage_to_bgr(image) -> np.ndarray:
+    from PySide6.QtGui import QImage
+
+    image = image.convertToFormat(QImage.Format.Format_BGR888)
+    h, w, stride = image.height(), image.width(), image.bytesPerLine()
+    buf = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes()).reshape(h, stride)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()
+
+
+def read_frame(path: Path, index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    for _ in range(index + 1):
+        ok, frame = cap.read()
+    cap.release()
+    assert ok
+    return frame
+
+
+def make_window(qtbot, **kwargs):
+    from app.main_window import MainWindow
+
+    kwargs.setdefault("scan_cameras", False)
+    kwargs.setdefault("pace_video", False)
+    kwargs.setdefault("provider", "cpu")
+    window = MainWindow(**kwargs)
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+# ----- small pieces ------------------------------------------------------------------------------------
+def test_qt_plugin_path_fix_removes_opencv_override(monkeypatch):
+    cv2_plugins = str(Path(cv2.__file__).resolve().parent / "qt" / "plugins")
+    monkeypatch.setenv(PLUGIN_VAR, cv2_plugins)
+    assert fix_qt_env() == cv2_plugins
+    assert PLUGIN_VAR not in os.environ
+    monkeypatch.setenv(PLUGIN_VAR, "/somewhere/else")  # a user's own setting is left alone
+    assert fix_qt_env() is None and os.environ[PLUGIN_VAR] == "/somewhere/else"
+
+
+def test_rate_meter_counts_events_in_window():
+    meter = RateMeter(window_s=1.0)
+    for i in range(11):
+        meter.tick(now=i * 0.05)  # 20 per second
+    assert meter.rate(now=0.5) == pytest.approx(20.0)
+    assert meter.rate(now=5.0) == 0.0  # nothing in the last second
+
+
+def test_grabber_keeps_only_the_newest_frame():
+    class FastLiveSource:
+        is_live = True
+
+        def __iter__(self):
+            for i in range(200):
+                time.sleep(0.001)
+                yield i, float(i), np.full((4, 4, 3), i % 256, np.uint8)
+
+    grabber = LatestFrameGrabber(FastLiveSource())
+    grabber.start()
+    taken = []
+    while (item := grabber.take(timeout=1.0)) is not None:
+        taken.append(item[0])
+        time.sleep(0.02)  # a slow consumer
+    grabber.join(2)
+    assert taken == sorted(taken) and taken[-1] == 199
+    assert grabber.dropped > 0 and len(taken) < 200  # stale frames were dropped, the newest one kept
+
+
+# ----- the worker ------------------------------------------------------------------------------------
+def test_worker_processes_video_and_paints_overlay_in_face_box(qtbot, video, settings, monkeypatch):
+    from PySide6.QtCore import QThread
+
+    closed = []
+    real_open = worker_mod.open_source
+
+    def tracking_open(spec):
+        source = real_open(spec)
+        original_close = source.close
+        source.close = lambda: (closed.append(spec), original_close())
+        return source
+
+    monkeypatch.setattr(worker_mod, "open_source", tracking_open)
+    worker = InferenceWorker(str(video), settings)
+    thread = QThread()
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    frames = []
+    worker.frame_ready.connect(lambda img, res, stats: frames.append((img, res, stats)))
+    errors = []
+    worker.error.connect(errors.append)
+    thread.start()
+    try:
+        qtbot.waitUntil(lambda: len(frames) >= 12, timeout=20000)
+    finally:
+        with qtbot.waitSignal(worker.finished, timeout=10000):
+            worker.stop()
+        thread.quit()
+        assert thread.wait(5000)
+    assert not errors
+    image, result, stats = frames[-1]
+    assert len(result.faces) == 2
+    assert stats["faces"] == 2 and stats["model"] == Path(settings.model_path).name
+    assert stats["provider"] == "CPUExecutionProvider" and stats["detector"] == "mediapipe"
+    assert stats["capture_fps"] > 0 and stats["processed_fps"] > 0 and stats["total_ms"] > 0
+    assert stats["selected_track"] == max(result.faces, key=lambda f: f.box[2] * f.box[3]).track_id
+    # The overlay is painted inside each face box: pixels differ from the raw frame there.
+    annotated = qimage_to_bgr(image)
+    raw = read_frame(video, stats["frame_index"])
+    assert annotated.shape == raw.shape
+    for face in result.faces:
+        x, y, w, h = face.box
+        diff = np.abs(annotated[y:y + h, x:x + w].astype(int) - raw[y:y + h, x:x + w].astype(int)).sum(axis=2)
+        assert (diff > 60).mean() > 0.02, f"no overlay inside face box {face.box}"
+    # Closing released the source and the pipeline.
+    assert worker.released and closed == [str(video)]
+
+
+# ----- the window --------------------------------------------------------------------------------------
+def test_window_opens_with_all_parts(qtbot, tiny_onnx):
+    window = make_window(qtbot, source=None, model=str(tiny_onnx))
+    for part in (window.view, window.face_panel, window.readouts, window.controls, window.tabs):
+        assert part.isVisible()
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == ["Live", "Benchmark FPS"]
+    assert window.controls.model_combo.currentText() == tiny_onnx.name
+    assert window.controls.provider_combo.currentText() == "cpu"
+    window.resize(900, 600)  # the view keeps the frame's aspect ratio
+    from PySide6.QtGui import QImage
+
+    window.view.set_image(QImage(640, 360, QImage.Format.Format_RGB888))
+    rect = window.view.image_rect()
+    assert rect.width() / rect.height() == pytest.approx(640 / 360, rel=1e-3)
+
+
+def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, face_model_path, tmp_path,
+                                                       monkeypatch):
+    from PySide6.QtCore import Qt
+
+    closed = []
+    real_open = worker_mod.open_source
+
+    def tracking_open(spec):
+        source = real_open(spec)
+        original_close = source.close
+        source.close = lambda: (closed.append(spec), original_close())
+        return source
+
+    monkeypatch.setattr(worker_mod, "open_source", tracking_open)
+    window = make_window(qtbot, source=str(video), model=str(tiny_onnx), face_model=str(face_model_path),
+                         pace_video=True)
+    qtbot.waitUntil(lambda: window.frames_shown >= 5 and len(window.last_result.faces) == 2, timeout=20000)
+    assert not window.banner.isVisible(), window.banner.text
+
+    # Readouts: non-zero rates and stage latencies, the model and the provider in use.
+    rd = window.readouts
+    assert float(rd.text("capture_fps").split()[0]) > 0
+    assert float(rd.text("processed_fps").split()[0]) > 0
+    assert float(rd.text("total_ms").split()[0]) > 0
+    assert rd.text("faces") == "2" and rd.text("model") == tiny_onnx.name
+    assert rd.text("provider") == "CPUExecutionProvider"
+
+    # Default selection: the largest face; clicking the other one selects it and its chart fills.
+    faces = sorted(window.last_result.faces, key=lambda f: f.box[2] * f.box[3])
+    small, large = faces[0], faces[-1]
+    assert window.face_panel.track_id == large.track_id
+    x, y, w, h = small.box
+    pos = window.view.to_widget_coords(x + w / 2, y + h / 2).toPoint()
+    qtbot.mouseClick(window.view, Qt.MouseButton.LeftButton, pos=pos)
+    assert window.face_panel.track_id == small.track_id
+    shown = window.frames_shown
+    qtbot.waitUntil(lambda: window.last_stats.get("selected_track") == small.track_id
+                    and window.frames_shown >= shown + 3, timeout=10000)
+    chart = window.face_panel.chart
+    history = window.face_panel.history(small.track_id)
+    assert chart.point_count == len(history) >= 4
+    assert np.allclose(chart.values[-1], history[-1][1])
+    assert f"#{small.track_id}" in window.face_panel.title.text()
+
+    # Snapshot, and a short recording (MP4 + per-face CSV).
+    assert window.save_snapshot(tmp_path / "snap.png")
+    assert cv2.imread(str(tmp_path / "snap.png")).shape == (SIZE[1], SIZE[0], 3)
+    window.start_recording(tmp_path / "rec")
+    qtbot.waitUntil(lambda: window.controls.record_button.isChecked(), timeout=5000)
+    shown = window.frames_shown
+    qtbot.waitUntil(lambda: window.frames_shown >= shown + 5, timeout=10000)
+    window.stop_recording()
+    qtbot.waitUntil(lambda: not window.controls.record_button.isChecked(), timeout=5000)
+    cap = cv2.VideoCapture(str(tmp_path / "rec.mp4"))
+    assert cap.isOpened() and cap.read()[0]
+    cap.release()
+    lines = (tmp_path / "rec.csv").read_text().splitlines()
+    assert lines[0].startswith("frame,time_ms,track_id,x,y,w,h,label,score,p_angry")
+    assert len(lines) >= 1 + 2 * 3  # two faces per frame
+
+    # Pause holds the frame; resume goes on.
+    window.set_paused(True)
+    qtbot.wait(150)
+    held = window.last_stats["frames_processed"]
+    qtbot.wait(300)
+    assert window.last_stats["frames_processed"] == held
+    window.set_paused(False)
+    qtbot.waitUntil(lambda: window.last_stats["frames_processed"] > held, timeout=5000)
+
+    # Closing stops the thread and releases the source.
+    worker, thread = window.worker, window.thread
+    window.close()
+    assert thread.isFinished() and worker.released
+    assert closed == [str(video)]
+
+
+def test_missing_camera_gives_message_and_app_stays_usable(qtbot, video, tiny_onnx):
+    window = make_window(qtbot, source=9, model=str(tiny_onnx))
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
+    text = window.banner.text.lower()
+    assert "camera 9" in text and "open a video" in text
+    assert window.banner.video_button.isVisible() and window.banner.image_button.isVisible()
+    window.open_source(str(video))  # still responsive: another source works
+    qtbot.waitUntil(lambda: window.frames_shown >= 2, timeout=20000)
+    assert not window.banner.isVisible()
+
+
+def test_switching_sources_quickly_keeps_one_worker(qtbot, video, tiny_onnx):
+    window = make_window(qtbot, source=str(video), model=str(tiny_onnx))
+    for spec in (str(video), 9, str(video), str(video)):
+        qtbot.wait(30)
+        window.open_source(spec)
+    qtbot.waitUntil(lambda: window.frames_shown >= 3, timeout=20000)
+    assert window.controls.source_label.text() == f"Now: {video.name}"
+    assert sum(1 for _, thread, _ in window._alive if thread.isRunning()) == 1
+
+
+def test_camera_lost_mid_stream_gives_message(qtbot, video, tiny_onnx, monkeypatch):
+    frames = [frame for _, _, frame in worker_mod.open_source(str(video))][:5]
+
+    class StoppingCamera:
+        """A live source that delivers a few frames, then stops the way fer_core's sources report it."""
+
+        is_live, fps, frame_size, error, closed = True, 30.0, SIZE, None, False
+
+        def __iter__(self):
+            for i, frame in enumerate(frames):
+                time.sleep(0.02)
+                yield i, i * 33.0, frame
+            self.error = "camera 0 stopped delivering frames after 5 frames"
+
+        def close(self):
+            self.closed = True
+
+    camera = StoppingCamera()
+    monkeypatch.setattr(worker_mod, "open_source", lambda spec: camera)
+    window = make_window(qtbot, source=0, model=str(tiny_onnx))
+    qtbot.waitUntil(lambda: window.banner.isVisible() and window.frames_shown >= 1, timeout=20000)
+    assert "camera lost" in window.banner.text.lower() and "stopped delivering" in window.banner.text
+    assert window.view.image is not None  # the last frame stays on show
+    window.close()
+    assert camera.closed
+
+
+def test_unreadable_video_gives_message(qtbot, video, tiny_onnx, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    window = make_window(qtbot, source=str(bad), model=str(tiny_onnx))
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
+    assert "broken.mp4" in window.banner.text
+    qtbot.waitUntil(lambda: window.thread.isFinished(), timeout=5000)  # the worker ended, the window did not
+    window.open_source(str(video))
+    qtbot.waitUntil(lambda: window.frames_shown >= 2, timeout=20000)
+
+
+def test_corrupt_model_gives_message_and_keeps_working(qtbot, video, tiny_onnx, tmp_path):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x00garbage" * 64)
+    # At start: a message, and the video still shows (without emotions).
+    window = make_window(qtbot, source=str(video), model=str(corrupt))
+    qtbot.waitUntil(lambda: window.banner.isVisible() and window.frames_shown >= 1, timeout=20000)
+    assert "corrupt.onnx" in window.banner.text and window.banner.model_button.isVisible()
+    assert window.readouts.text("model") == "none"
+    # Switching to a good model recovers; switching back to the corrupt one keeps the good one.
+    window.set_model(str(tiny_onnx))
+    qtbot.waitUntil(lambda: window.readouts.text("model") == tiny_onnx.name, timeout=20000)
+    window.banner.hide()
+    window.set_model(str(corrupt))
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
+    assert "corrupt.onnx" in window.banner.text and "still using" in window.banner.text.lower()
+    shown = window.frames_shown
+    qtbot.waitUntil(lambda: window.frames_shown > shown, timeout=10000)
+    assert window.readouts.text("model") == tiny_onnx.name
+
+
+# ----- command line ------------------------------------------------------------------------------------
+def test_cli_screenshot_mode_writes_png_and_exits_0(tmp_path, video, tiny_onnx, face_model_path):
+    out = tmp_path / "shot.png"
+    args = ["--source", str(video), "--model", str(tiny_onnx), "--provider", "cpu", "--face-model",
+            str(face_model_path), "--screenshot", str(out), "--quit-after-frames", "8", "--size", "1100x700"]
+    # Also checks that the app never imports torch or the training package.
+    code = ("import sys; from app.main import main; rc = main(sys.argv[1:]); "
+            "bad = [m for m in ('torch', 'training') if m in sys.modules]; "
+            "sys.exit(rc if not bad else f'imported {bad}')")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "screenshot saved" in proc.stdout
+    shot = cv2.imread(str(out))
+    assert shot is not None and shot.shape[:2] == (700, 1100)
