@@ -1,0 +1,170 @@
+"""Training configuration: one dataclass, YAML files, and the merge order defaults < YAML < command line.
+
+A run's resolved configuration is written to ``runs/<name>/config.yaml`` and stored as a plain dict in every
+checkpoint, so ``fer-train --config runs/x/config.yaml`` repeats a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad setting: unknown key, wrong type, unreadable YAML file, run folder clash."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (the command-line flags use dashes for the underscores)."""
+
+    # what to train on
+    model: str = "emonext_tiny"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: list[str] = field(default_factory=list)
+    img_size: int = 224
+    pretrained: bool = False
+    pretrained_path: str | None = None
+    subset: int | None = None
+    cache_size: int = 48
+    cache_dir: str | None = None
+    skip_bad: bool = False
+    equalize: bool = True
+    # schedule and optimiser
+    epochs: int = 30
+    batch_size: int = 128
+    eval_batch_size: int | None = None
+    opt: str = "adamw"
+    lr: float = 1e-3
+    min_lr: float = 1e-6
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.05
+    clip_grad: float | None = 1.0
+    # regularisation
+    drop_path: float | None = None
+    label_smoothing: float | None = None
+    class_weighted: bool | None = None
+    ema: bool = True
+    ema_decay: float = 0.999
+    # augmentation
+    scale_min: float = 0.75
+    rotate: float = 20.0
+    hflip: float = 0.5
+    erase: float = 0.25
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    # distillation
+    teacher: str | None = None
+    distill_alpha: float = 0.5
+    distill_temp: float = 4.0
+    # machine
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    workers: int | None = None
+    seed: int = 0
+    # run folder
+    project: str = "runs"
+    name: str | None = None
+    exist_ok: bool = False
+    resume: str | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (safe for YAML and ``weights_only`` checkpoints)."""
+        return asdict(self)
+
+
+CHOICES = {
+    "opt": ("adamw", "adam"),
+    "amp": ("auto", "bf16", "fp16", "off"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+def field_names() -> list[str]:
+    """Names of all config keys."""
+    return [f.name for f in fields(TrainConfig)]
+
+
+def _check_key(key: str) -> str:
+    key = key.replace("-", "_")
+    names = field_names()
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown setting '{key}'.{hint}")
+    return key
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a run YAML file into a dict with checked keys.
+
+    Raises:
+        ConfigError: missing/unreadable file, not a mapping, unknown keys.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(raw).__name__}")
+    try:
+        return {_check_key(str(k)): v for k, v in raw.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def build_config(*layers: dict[str, Any]) -> TrainConfig:
+    """Merge setting dicts in order (later wins) over the defaults and validate the result.
+
+    Raises:
+        ConfigError: unknown keys or invalid values.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({_check_key(k): v for k, v in layer.items()})
+    if isinstance(merged.get("data"), str):
+        merged["data"] = [merged["data"]]
+    cfg = TrainConfig(**merged)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check value ranges and choices.
+
+    Raises:
+        ConfigError: naming the setting and the problem.
+    """
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
+    if cfg.img_size < 32:
+        raise ConfigError(f"img_size must be at least 32, got {cfg.img_size}")
+    if cfg.epochs < 1 or cfg.batch_size < 2:
+        raise ConfigError("epochs must be >= 1 and batch_size >= 2")
+    if cfg.subset is not None and cfg.subset < 1:
+        raise ConfigError(f"subset must be a positive number of images, got {cfg.subset}")
+    if not 0.0 < cfg.scale_min <= 1.0:
+        raise ConfigError(f"scale_min must be in (0, 1], got {cfg.scale_min}")
+    if not 0.0 <= cfg.distill_alpha <= 1.0:
+        raise ConfigError(f"distill_alpha must be in [0, 1], got {cfg.distill_alpha}")
+    if not isinstance(cfg.model_kwargs, dict):
+        raise ConfigError(f"model_kwargs must be a mapping, got {cfg.model_kwargs!r}")
+    if cfg.lr <= 0 or cfg.min_lr < 0:
+        raise ConfigError("lr must be > 0 and min_lr >= 0")
+
+
+def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

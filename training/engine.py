@@ -1,0 +1,270 @@
+"""One training epoch and one evaluation pass (ConvNeXt-engine style), plus the optimiser and LR schedule.
+
+``train_one_epoch`` and ``evaluate`` return plain dicts. AMP has one code path: ``torch.autocast`` with an
+``enabled`` flag and a ``GradScaler`` that is only active for float16 (gradients are unscaled before clipping).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from training.distributed import DistInfo, all_gather_objects, all_reduce_max, all_reduce_sum, eval_shard
+from training.loader import TrainBatches
+from training.report import classification_metrics
+from training.transforms import tta_views
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """A stop was requested (Ctrl-C); carries how far the epoch got so the state can be saved and resumed.
+
+    Attributes:
+        progress: {"step", "loss_sum", "count", "seconds", "images"} of the unfinished epoch.
+    """
+
+    def __init__(self, progress: dict[str, float]):
+        super().__init__("training interrupted")
+        self.progress = progress
+
+
+@dataclass
+class Amp:
+    """Mixed precision settings: ``torch.autocast(device, dtype, enabled)`` plus a scaler for float16."""
+
+    enabled: bool
+    dtype: torch.dtype
+    device_type: str
+
+    @classmethod
+    def resolve(cls, mode: str, device: torch.device) -> "Amp":
+        """mode: "auto" (bf16 on CUDA when supported, else fp16; off on the CPU), "bf16", "fp16" or "off"."""
+        if mode == "auto":
+            if device.type != "cuda":
+                return cls(False, torch.float32, device.type)
+            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if mode == "off":
+            return cls(False, torch.float32, device.type)
+        return cls(True, torch.bfloat16 if mode == "bf16" else torch.float16, device.type)
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype if self.enabled else torch.bfloat16,
+                              enabled=self.enabled)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """A scaler that only scales for float16."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.enabled and self.dtype == torch.float16)
+
+    @property
+    def name(self) -> str:
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "off") if self.enabled else "off"
+
+
+def create_optimizer(model: nn.Module, opt: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW or Adam through timm (no weight decay on biases and norm weights); the fused kernels on CUDA."""
+    from timm.optim import create_optimizer_v2
+
+    on_cuda = next(model.parameters()).is_cuda
+    extra = {"fused": True} if on_cuda else {}
+    return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **extra)
+
+
+def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
+                     min_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration schedule: linear warmup to the base LR, then cosine decay down to the floor ``min_lr``."""
+    base = optimizer.param_groups[0]["lr"]
+    floor = min(min_lr / base, 1.0) if base > 0 else 0.0
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, criterion: Callable,
+               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: Amp,
+               clip_grad: float | None = None, teacher: nn.Module | None = None, distill_alpha: float = 0.0,
+               distill_temp: float = 4.0, distill_fn: Callable | None = None) -> torch.Tensor:
+    """Forward, backward and optimiser step for one batch. Returns the (detached) loss.
+
+    Loss = task loss (or ``(1 - alpha) * task + alpha * distillation`` with a teacher) + the model's auxiliary
+    loss (EmoNeXt's attention regulariser, already weighted by the model).
+    """
+    with amp.autocast():
+        logits, aux = model(x, return_aux=True)
+        loss = criterion(logits.float(), target)
+        if teacher is not None:
+            with torch.no_grad():
+                tx = x
+                size = getattr(teacher, "input_size", None)
+                if size and size != x.shape[-1]:
+                    tx = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+                t_logits = teacher(tx)
+            loss = (1.0 - distill_alpha) * loss + distill_alpha * distill_fn(logits.float(), t_logits.float(),
+                                                                             distill_temp)
+        loss = loss + aux.float()
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def train_one_epoch(model: nn.Module, batches: TrainBatches, criterion: Callable,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler, amp: Amp,
+                    epoch: int, *, raw_model: nn.Module | None = None, ema: Any = None, clip_grad: float | None = None,
+                    teacher: nn.Module | None = None, distill_alpha: float = 0.0, distill_temp: float = 4.0,
+                    distill_fn: Callable | None = None, start: dict[str, float] | None = None,
+                    stop_requested: Callable[[], bool] = lambda: False, info: DistInfo | None = None,
+                    check_every: int = 1, progress: bool = True, desc: str = "",
+                    log_every_s: float = 60.0) -> dict[str, float]:
+    """Train for one epoch (or its remainder, from ``start["step"]``).
+
+    Without a progress bar (``progress=False``, e.g. a run logging to a file) a status line is logged every
+    ``log_every_s`` seconds instead.
+
+    Every ``check_every`` steps the running loss is checked (non-finite -> :class:`NonFiniteLossError`) and a stop
+    request is honoured (-> :class:`TrainingInterrupted` at a clean step boundary); with DDP all ranks agree.
+
+    Returns:
+        {"train_loss", "lr", "images_per_s", "seconds", "steps", "images", "progress" (this rank's sums, for
+        saving a run stopped before the epoch's validation)}.
+    """
+    info = info or DistInfo()
+    raw_model = raw_model or model
+    model.train()
+    steps = batches.steps_per_epoch()
+    start = start or {}
+    first = int(start.get("step", 0))
+    loss_sum = torch.zeros((), dtype=torch.float64, device=batches.images.device)
+    count = int(start.get("count", 0))
+    prior_loss, prior_sec, images = float(start.get("loss_sum", 0.0)), float(start.get("seconds", 0.0)), \
+        int(start.get("images", 0))
+    t0 = last_log = time.perf_counter()
+
+    def progress_dict(step: int) -> dict[str, float]:
+        return {"step": step, "loss_sum": prior_loss + float(loss_sum), "count": count,
+                "seconds": prior_sec + time.perf_counter() - t0, "images": images}
+
+    bar = tqdm(total=steps, initial=first, desc=desc or f"epoch {epoch + 1} train", disable=not progress,
+               leave=False, dynamic_ncols=True, mininterval=1.0)
+    for step, (x, y) in enumerate(batches.batches(epoch, first), start=first):
+        loss = train_step(model, x, y, criterion, optimizer, scaler, amp, clip_grad, teacher, distill_alpha,
+                          distill_temp, distill_fn)
+        scheduler.step()
+        if ema is not None:
+            ema.update(raw_model, step=epoch * steps + step + 1)
+        loss_sum += loss
+        count += 1
+        images += x.shape[0]
+        bar.update(1)
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            total = prior_loss + float(loss_sum)
+            bad = 0.0 if math.isfinite(total) else 1.0
+            stop = 1.0 if stop_requested() else 0.0
+            bad, stop = (all_reduce_max(v, info, batches.images.device) for v in (bad, stop))
+            if bad:
+                bar.close()
+                raise NonFiniteLossError(f"non-finite training loss at epoch {epoch + 1}, step {step + 1}/{steps}")
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                            refresh=False)
+            now = time.perf_counter()
+            if not progress and info.is_main and now - last_log >= log_every_s:
+                last_log = now
+                log.info("%s: step %d/%d, loss %.4f, lr %.2e, %.1f img/s", desc or f"epoch {epoch + 1}", step + 1,
+                         steps, total / max(count, 1), optimizer.param_groups[0]["lr"],
+                         (images - int(start.get("images", 0))) / max(now - t0, 1e-9))
+            if stop and step + 1 < steps:
+                bar.close()
+                raise TrainingInterrupted(progress_dict(step + 1))
+    bar.close()
+    done = progress_dict(steps)
+    loss_total, n_steps, n_images = all_reduce_sum([done["loss_sum"], done["count"], done["images"]], info,
+                                                   batches.images.device)
+    return {
+        "train_loss": loss_total / max(n_steps, 1),
+        "lr": optimizer.param_groups[0]["lr"],
+        "images_per_s": n_images / max(done["seconds"], 1e-9),
+        "seconds": done["seconds"],
+        "steps": steps,
+        "images": int(n_images),
+        "progress": done,
+    }
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images: torch.Tensor, img_size: int, batch_size: int, tta: str = "none",
+                  amp: Amp | None = None, mean: float = 0.5, std: float = 0.5, channels_last: bool = False,
+                  info: DistInfo | None = None, progress: bool = True, desc: str = "eval",
+                  stop_requested: Callable[[], bool] = lambda: False) -> np.ndarray:
+    """Class probabilities (N, C) for uint8 faces (N, S, S), averaged over the TTA views.
+
+    With DDP each rank predicts a share and the results are gathered (every rank gets all N rows).
+    """
+    info = info or DistInfo()
+    amp = amp or Amp(False, torch.float32, images.device.type)
+    model.eval()
+    idx_all = eval_shard(len(images), info)
+    out: list[torch.Tensor] = []
+    bar = tqdm(total=len(idx_all), desc=desc, disable=not progress, leave=False, dynamic_ncols=True,
+               mininterval=1.0)
+    for i in range(0, len(idx_all), batch_size):
+        if not info.enabled and stop_requested():  # with DDP, ranks agree on stopping between training steps
+            bar.close()
+            raise TrainingInterrupted({})
+        idx = idx_all[i:i + batch_size].to(images.device)
+        views = tta_views(images[idx], img_size, tta, mean, std, channels_last)
+        probs = 0.0
+        for v in views:
+            with amp.autocast():
+                logits = model(v)
+            probs = probs + logits.float().softmax(-1)
+        out.append((probs / len(views)).cpu())
+        bar.update(len(idx))
+    bar.close()
+    probs = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    if info.enabled:
+        parts = all_gather_objects(probs, info)
+        full = np.zeros((len(images), parts[0].shape[1]), np.float32)
+        for r, part in enumerate(parts):
+            full[r::info.world_size] = part
+        probs = full
+    return probs
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: np.ndarray, classes: tuple[str, ...] | list[str],
+             img_size: int, batch_size: int, tta: str = "none", **kwargs: Any) -> dict[str, Any]:
+    """Evaluate on uint8 faces with integer labels.
+
+    Returns:
+        {"loss" (mean NLL of the averaged probabilities), "acc", "macro_f1", "probs", "preds", "metrics"
+        (full :func:`training.report.classification_metrics`)}.
+    """
+    probs = predict_probs(model, images, img_size, batch_size, tta, **kwargs)
+    labels = np.asarray(labels)
+    preds = probs.argmax(1)
+    nll = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()) if len(labels) else 0.0
+    metrics = classification_metrics(labels, preds, classes)
+    return {"loss": nll, "acc": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "probs": probs,
+            "preds": preds, "metrics": metrics}
