@@ -36,24 +36,42 @@ def _label(img: np.ndarray, text: str, x: int, y: int, scale: float, color: tupl
     cv2.putText(img, text, (x + 3, y - base - 2), FONT, scale, (0, 0, 0) if dark else TEXT, thick, cv2.LINE_AA)
 
 
-def _bars(img: np.ndarray, box: tuple[int, int, int, int], probs: np.ndarray, labels: list[str]) -> None:
-    """One coloured bar per class beside the face: right of it, else left, else inside the frame edge."""
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two (x0, y0, x1, y1) rectangles intersect."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _panel_place(box: tuple[int, int, int, int], size: tuple[int, int], frame: tuple[int, int],
+                 taken: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """Top-left corner for a bar panel: right of the face, else left, below, above, clear of ``taken``.
+
+    The first side that fits in the frame and covers no other face or panel wins; when none is clear,
+    the first side that fits (or the frame edge) is used.
+    """
+    (x, y, w, h), (pw, ph), (W, H), gap = box, size, frame, 6
+    cy = int(np.clip(y, 0, max(0, H - ph)))
+    cx = int(np.clip(x, 0, max(0, W - pw)))
+    sides = [(x + w + gap, cy), (x - gap - pw, cy), (cx, y + h + gap), (cx, y - gap - ph)]
+    inside = [(px, py) for px, py in sides if px >= 0 and py >= 0 and px + pw <= W and py + ph <= H]
+    for px, py in inside:
+        if not any(_overlaps((px, py, px + pw, py + ph), t) for t in taken):
+            return px, py
+    return inside[0] if inside else (max(0, W - pw), cy)
+
+
+def _bars(img: np.ndarray, box: tuple[int, int, int, int], probs: np.ndarray, labels: list[str],
+          taken: list[tuple[int, int, int, int]]) -> None:
+    """One coloured bar per class beside the face, placed clear of the rectangles in ``taken`` (then added)."""
     H, W = img.shape[:2]
-    x, y, w, h = box
+    h = box[3]
     n = len(labels)
     row = int(np.clip(h / max(n, 1), 12, 22))  # row height follows the face size within limits
     scale = row / 36.0
     name_w = max(_text_size(name, scale, 1)[0] for name in labels) + 6
     bar_w = int(row * 4)
     panel_w, panel_h = name_w + bar_w + 8, row * n + 4
-    gap = 6
-    if x + w + gap + panel_w <= W:
-        px = x + w + gap
-    elif x - gap - panel_w >= 0:
-        px = x - gap - panel_w
-    else:
-        px = max(0, W - panel_w)
-    py = int(np.clip(y, 0, max(0, H - panel_h)))
+    px, py = _panel_place(box, (panel_w, panel_h), (W, H), taken)
+    taken.append((px, py, px + panel_w, py + panel_h))
     _backdrop(img, px, py, px + panel_w, py + panel_h)
     for i, (name, p) in enumerate(zip(labels, probs)):
         top = py + 2 + i * row
@@ -92,6 +110,7 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
     else:
         img = frame.copy()
 
+    taken = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in (f.box for f in result.faces)]
     for face in result.faces:
         x, y, w, h = (int(v) for v in face.box)
         color = class_color(face.label)
@@ -104,7 +123,7 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
         th = _text_size(text, scale, 1)[1] + 10
         ty = y - thick if y - thick - th >= 0 else min(img.shape[0] - 1, y + h + thick + th)
         _label(img, text, x - thick // 2, ty, scale, color)
-        _bars(img, (x, y, w, h), face.probs, labels)
+        _bars(img, (x, y, w, h), face.probs, labels, taken)
 
     parts = []
     if fps is not None:

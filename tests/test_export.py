@@ -248,12 +248,14 @@ def test_affine_grid_exports_at_opset_17(tmp_path):
             np.testing.assert_allclose(_ort_logits(path, x), _torch_logits(Warp(align), x), atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["missing", "garbage", "onnx", "not_a_checkpoint", "out_under_file", "out_not_onnx",
-                                  "int8_no_calib"])
+@pytest.mark.parametrize("case", ["missing", "garbage", "random_bytes", "onnx", "not_a_checkpoint", "out_under_file",
+                                  "out_not_onnx", "int8_no_calib"])
 def test_cli_errors(case, tmp_path, capsys):
     ckpt, out, extra = tmp_path / "best.pt", tmp_path / "m.onnx", []
     if case == "garbage":
         ckpt.write_text("not a checkpoint")
+    elif case == "random_bytes":
+        ckpt.write_bytes(np.random.default_rng(0).bytes(100))
     elif case == "onnx":
         ckpt = make_tiny_onnx(tmp_path / "model.onnx")
     elif case == "not_a_checkpoint":

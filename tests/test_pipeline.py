@@ -157,6 +157,19 @@ def test_draw_results_other_layouts(pipe, astronaut):
     np.testing.assert_array_equal(draw_results(astronaut, empty, pipe.labels), astronaut)
 
 
+def test_bar_panels_avoid_neighbouring_faces():
+    """Two faces side by side: the left face's bars go elsewhere instead of over its neighbour."""
+    from fer_core.draw import _overlaps, _panel_place
+
+    left, right = (100, 100, 120, 120), (235, 100, 120, 120)
+    taken = [(x, y, x + w, y + h) for x, y, w, h in (left, right)]
+    px, py = _panel_place(left, (90, 80), (640, 480), taken)
+    assert not any(_overlaps((px, py, px + 90, py + 80), t) for t in taken)
+    assert 0 <= px and px + 90 <= 640 and 0 <= py and py + 80 <= 480
+    # A lone face keeps the default: right of the box, top-aligned.
+    assert _panel_place(left, (90, 80), (640, 480), [taken[0]]) == (226, 100)
+
+
 # ---------------------------------------------------------------------- model zoo
 def test_default_model_from_env_and_clear_error(monkeypatch, tmp_path, tiny_onnx, face_model_path):
     monkeypatch.setattr(model_zoo, "MODELS_DIR", tmp_path / "models")

@@ -150,6 +150,16 @@ def test_fer_eval_missing_checkpoint(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("content", [b"hello\n", bytes(range(256)) * 2])
+def test_fer_eval_damaged_checkpoint(content, tmp_path, capsys):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(content)
+    code = eval_main(["--checkpoint", str(bad), "--data", "fer2013=x"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a PyTorch checkpoint" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_unknown_model_did_you_mean(fer2013_root, tmp_path, capsys):
     code = train_main(["--model", "emonext_tny", "--data", f"fer2013={fer2013_root}", "--project", str(tmp_path)])
     err = capsys.readouterr().err

@@ -447,7 +447,8 @@ def export_onnx(
     Args:
         ckpt_path: training checkpoint (``runs/<name>/best.pt``).
         out_path: ``.onnx`` file to write (parent directories are created).
-        weights: ``"ema"`` (default; falls back to raw with a note when there is no EMA) or ``"raw"``.
+        weights: ``"ema"`` (default; falls back to raw with a note when there is no EMA), ``"raw"``, or
+            ``"best"`` (the ones recorded as reaching the best validation accuracy).
         fp16: write a float16 model (float32 inputs/outputs).
         int8: write a statically quantised int8 model (QDQ, per-channel); needs calibration faces.
         calib_specs: data specs (``["fer2013=PATH"]``) for int8 calibration (train split faces first).
@@ -471,8 +472,8 @@ def export_onnx(
     """
     started = time.perf_counter()
     ckpt_path, out_path = Path(ckpt_path), Path(out_path)
-    if weights not in ("ema", "raw"):
-        raise ExportError(f"unknown weights '{weights}': choose 'ema' or 'raw'")
+    if weights not in ("best", "ema", "raw"):
+        raise ExportError(f"unknown weights '{weights}': choose 'ema', 'raw' or 'best'")
     if fp16 and int8:
         raise ExportError("choose one of --fp16 and --int8")
     if int8 and not calib_specs and calib_faces is None:
@@ -493,8 +494,11 @@ def export_onnx(
     import onnx  # heavy imports after the cheap checks, so a wrong path fails at once
     import torch
 
-    from training.checkpoint import build_model_from_checkpoint
+    from training.checkpoint import build_model_from_checkpoint, select_weights
 
+    if weights == "best":
+        weights = select_weights(ckpt, "best")[1]
+        note(f"exporting the {weights} weights, the ones that reached the best validation accuracy", logging.INFO)
     if weights == "ema" and ckpt.get("ema") is None:
         weights = "raw"
         note("the checkpoint holds no EMA weights: exporting the raw weights")
@@ -617,8 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a training checkpoint to a self-describing ONNX model and verify it against PyTorch.")
     parser.add_argument("--checkpoint", required=True, help="training checkpoint, e.g. runs/emonext_t/best.pt")
     parser.add_argument("--out", required=True, help="ONNX file to write, e.g. models/emonext_t.onnx")
-    parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                        help="EMA weights (default; raw when the checkpoint has none) or the raw weights")
+    parser.add_argument("--weights", choices=("ema", "raw", "best"), default="ema",
+                        help="EMA weights (default; raw when the checkpoint has none), the raw weights, or "
+                             "best: whichever of the two reached the best validation accuracy")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="float16 weights and compute (float32 input/output)")
     precision.add_argument("--int8", action="store_true", help="static int8 quantisation (QDQ, per-channel)")

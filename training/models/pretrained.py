@@ -8,6 +8,7 @@ keys are logged. A file whose backbone tensors do not fit (another ConvNeXt size
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import torch
@@ -91,6 +92,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             data = load_file(str(path), device="cpu")
+        elif not zipfile.is_zipfile(path):
+            raise ValueError("not a PyTorch weights file (damaged, truncated or of another kind)")
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear message

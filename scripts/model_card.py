@@ -1,0 +1,176 @@
+"""Write a shipped model's card (``models/<name>.md``) and metrics (``models/<name>.json``) from measured runs.
+
+Every figure comes from a file a command wrote: the training runs (``runs/<name>/metrics.jsonl``), the
+``fer-eval`` reports of the ONNX file, the ``fer-bench`` JSON and the ``fer-export`` figures. The card
+repeats the commands, so anyone can measure the model again.
+
+Example (the default model)::
+
+    python scripts/model_card.py --model models/fer_realtime.onnx --title "Real-time default" \\
+        --run runs/rt_atto64 --run runs/rt_atto64_ft \\
+        --train-cmd "fer-train --model emonext_atto ..." --train-cmd "fer-train ... --pretrained-path ..." \\
+        --export-cmd "fer-export ..." --eval runs/eval/fer_realtime_test --eval runs/eval/fer_realtime_val \\
+        --eval-cmd "fer-eval ..." --bench runs/bench_realtime.json --bench-cmd "fer-bench ..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import onnx
+
+DATA_LICENCES = {
+    "fer2013": "FER2013 (Goodfellow et al., ICML 2013 challenge) has no open licence: it was published on Kaggle "
+               "for research, and its faces were collected from the web and remain their owners'. Treat models "
+               "trained on it as fit for research and non-commercial use.",
+    "ferplus": "FER+ labels are MIT-licensed by Microsoft; the images are FER2013's (see there).",
+}
+SPLIT_NAMES = {"test": "PrivateTest (test)", "val": "PublicTest (validation)"}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _run_summary(run: Path) -> dict:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    best = max(rows, key=lambda r: r["best_acc"])
+    return {"run": run.name, "epochs": len(rows), "hours": round(sum(r["seconds"] for r in rows) / 3600, 2),
+            "best_val_acc": round(best["best_acc"], 4), "best_epoch": best["epoch"],
+            "best_weights": best.get("best_weights", "raw"),
+            "images_per_s": round(sorted(r["images_per_s"] for r in rows)[len(rows) // 2], 1)}
+
+
+def _eval_summary(folder: Path) -> dict:
+    report = json.loads((folder / "report.json").read_text())
+    out = {"split": report.get("split"), "n": report["n"], "classes": report["classes"], "tta": {}}
+    for name, r in report["tta"].items():
+        out["tta"][name] = {"accuracy": round(r["accuracy"], 4), "macro_f1": round(r["macro_f1"], 4),
+                            "recall": {c: round(v["recall"], 4) for c, v in r["per_class"].items()},
+                            "confusion_matrix": r["confusion_matrix"]}
+    return out
+
+
+def _bench_summary(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    rows = [r for r in data["results"] if r["status"] == "ok"]
+    keep = ("provider_used", "faces", "fps", "faces_per_s", "detect_median_ms", "preprocess_median_ms",
+            "inference_median_ms", "total_median_ms", "total_p95_ms")
+    return {"system": data["system"], "results": [{k: r[k] for k in keep} for r in rows]}
+
+
+def build(args: argparse.Namespace) -> tuple[dict, str]:
+    """Gather the figures and render the card; returns (metrics dict, markdown)."""
+    model_path = Path(args.model)
+    proto = onnx.load(str(model_path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    params = sum(int(onnx.numpy_helper.to_array(t).size) for t in proto.graph.initializer)
+    export = json.loads(Path(f"{model_path}.export.json").read_text()) if Path(f"{model_path}.export.json").is_file() \
+        else json.loads(Path(args.export_json).read_text())
+    data = json.loads(meta.get("fer.data", '"fer2013"'))
+    metrics = {
+        "model_file": model_path.name, "architecture": json.loads(meta.get("fer.model", '"?"')),
+        "input_size": int(meta.get("fer.input_size", 0)), "labels": json.loads(meta["fer.labels"]),
+        "params": params, "onnx_bytes": model_path.stat().st_size, "precision": export["precision"],
+        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(), "data": data,
+        "training": [{**_run_summary(Path(r)), "command": c} for r, c in zip(args.run, args.train_cmd)],
+        "hardware": f"{_cpu_name()}, {args.cores} cores, no GPU" if args.cores else _cpu_name(),
+        "export": {"command": args.export_cmd, "weights": export["weights"], "verify": export["verify"]},
+        "eval": {"command": args.eval_cmd, "splits": [_eval_summary(Path(e)) for e in args.eval]},
+        "bench": {"command": args.bench_cmd, **_bench_summary(Path(args.bench))},
+        "licence": DATA_LICENCES.get(data, ""),
+    }
+    return metrics, render(metrics, args.title, args.notes)
+
+
+def render(m: dict, title: str, notes: list[str]) -> str:
+    """Markdown model card from the metrics dict."""
+    name = Path(m["model_file"]).stem
+    hours = sum(t["hours"] for t in m["training"])
+    epochs = sum(t["epochs"] for t in m["training"])
+    lines = [f"# {m['model_file']}: {title}", "",
+             f"`{m['architecture']}` at {m['input_size']} px, {len(m['labels'])} classes "
+             f"({', '.join(m['labels'])}), {m['params'] / 1e6:.2f} M parameters, {m['precision']} ONNX of "
+             f"{m['onnx_bytes'] / 1e6:.1f} MB (sha256 `{m['sha256'][:16]}...`). Trained from scratch on "
+             f"{m['data']} ({epochs} epochs, {hours:.1f} h on {m['hardware']}).", "",
+             "## Accuracy", "", "Measured on the exported ONNX file, exactly as the app runs it.", "",
+             "| split | images | TTA | accuracy | macro-F1 |", "|---|---|---|---|---|"]
+    for s in m["eval"]["splits"]:
+        for tta, r in s["tta"].items():
+            lines.append(f"| {SPLIT_NAMES.get(s['split'], s['split'])} | {s['n']} | {tta} | "
+                         f"{r['accuracy']:.2%} | {r['macro_f1']:.3f} |")
+    test = next((s for s in m["eval"]["splits"] if s["split"] == "test"), m["eval"]["splits"][0])
+    plain = test["tta"].get("none") or next(iter(test["tta"].values()))
+    lines += ["", f"Per-class recall on {SPLIT_NAMES.get(test['split'], test['split'])}, no TTA:", "",
+              "| " + " | ".join(plain["recall"]) + " |", "|" + "---|" * len(plain["recall"]),
+              "| " + " | ".join(f"{v:.1%}" for v in plain["recall"].values()) + " |", "",
+              f"![confusion matrix]({name}_confusion.png)", "", "```", m["eval"]["command"], "```", "",
+              "## Speed", "", f"`fer-bench` on {m['hardware']} ({m['bench']['system'].get('platform', '')}, "
+              f"onnxruntime {m['bench']['system'].get('onnxruntime', '')}), 640x480 frames of real faces, "
+              "milliseconds per frame (median):", "",
+              "| provider | faces | frames/s | detect | preprocess | inference | inference per face | total | total p95 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in m["bench"]["results"]:
+        per_face = r["inference_median_ms"] / max(r["faces"], 1)
+        lines.append(f"| {r['provider_used']} | {r['faces']} | {r['fps']:.1f} | {r['detect_median_ms']:.2f} | "
+                     f"{r['preprocess_median_ms']:.2f} | {r['inference_median_ms']:.2f} | {per_face:.2f} | "
+                     f"{r['total_median_ms']:.2f} | {r['total_p95_ms']:.2f} |")
+    lines += ["", "No GPU latency was measured for this file.", "", "```", m["bench"]["command"], "```", "",
+              "## Training", "", "| stage | epochs | best validation accuracy | wall time | images/s |",
+              "|---|---|---|---|---|"]
+    for t in m["training"]:
+        lines.append(f"| `{t['run']}` | {t['epochs']} | {t['best_val_acc']:.2%} (epoch {t['best_epoch']}, "
+                     f"{t['best_weights']} weights) | {t['hours']:.2f} h | {t['images_per_s']} |")
+    lines += ["", "Data: FER2013 official split (`Training_*` train, `PublicTest_*` validation for model "
+              "selection, `PrivateTest_*` test, never used for tuning).", "", "```"]
+    lines += [t["command"] for t in m["training"]] + [m["export"]["command"], "```", ""]
+    v = m["export"]["verify"]
+    checks = "; ".join(f"{k}: max abs logit difference {r['max_abs_diff']:.1e}, top-1 agreement "
+                       f"{r['top1_agreement']:.1%} on {r['images']} faces" for k, r in v.items())
+    lines += [f"Export check against PyTorch ({m['export']['weights']} weights): {checks}.", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    lines += ["## Licence", "", m["licence"], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="the shipped ONNX file, e.g. models/fer_realtime.onnx")
+    p.add_argument("--title", required=True)
+    p.add_argument("--run", action="append", required=True, help="training run folder (repeat per stage)")
+    p.add_argument("--train-cmd", action="append", required=True, help="the command of each --run, in order")
+    p.add_argument("--export-cmd", required=True)
+    p.add_argument("--export-json", help="fer-export figures (default: <model>.export.json)")
+    p.add_argument("--eval", action="append", required=True, help="fer-eval output folder (report.json)")
+    p.add_argument("--eval-cmd", required=True)
+    p.add_argument("--bench", required=True, help="fer-bench --json file")
+    p.add_argument("--bench-cmd", required=True)
+    p.add_argument("--cores", type=int, default=None, help="CPU cores of the training/benchmark machine")
+    p.add_argument("--notes", action="append", default=[], help="a line for the card's notes (repeatable)")
+    args = p.parse_args(argv)
+    if len(args.run) != len(args.train_cmd):
+        p.error("give one --train-cmd per --run")
+    metrics, card = build(args)
+    model = Path(args.model)
+    model.with_suffix(".json").write_text(json.dumps(metrics, indent=1) + "\n")
+    model.with_suffix(".md").write_text(card)
+    test = next((e for e in args.eval if "test" in Path(e).name), args.eval[0])
+    shutil.copyfile(Path(test) / "confusion_matrix.png", model.parent / f"{model.stem}_confusion.png")
+    print(f"wrote {model.with_suffix('.md')}, {model.with_suffix('.json')}, {model.stem}_confusion.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
