@@ -106,7 +106,8 @@ class MainWindow(QMainWindow):
         models = _shipped_models()
         providers = available_providers()
         self.controls = ControlsPanel(models, providers, smoothing=self.settings.smoothing,
-                                      equalize=self.settings.equalize, confidence=self.settings.min_confidence)
+                                      equalize=self.settings.equalize, confidence=self.settings.min_confidence,
+                                      small_faces=self.settings.small_faces)
         self.controls.set_model(model or _default_model())
         self.controls.set_provider(provider)
         self.view = VideoView()
@@ -180,6 +181,7 @@ class MainWindow(QMainWindow):
         c.smoothing_changed.connect(lambda v: self._change(smoothing=v))
         c.equalize_changed.connect(lambda on: self._change(equalize=on))
         c.confidence_changed.connect(lambda v: self._change(min_confidence=v))
+        c.small_faces_changed.connect(lambda on: self._change(small_faces=on))
         c.pause_toggled.connect(self.set_paused)
         c.snapshot_requested.connect(self.choose_snapshot)
         c.record_toggled.connect(self._on_record_toggled)

@@ -49,6 +49,7 @@ class WorkerSettings:
         smoothing: per-track smoothing strength in [0, 1); 0 = off.
         equalize: histogram equalisation of face crops.
         min_confidence: face-detection confidence threshold.
+        small_faces: also search tiles of the frame for small (far) faces; slower.
         paused: hold the current frame (settings changes still re-process it).
         selected_track: the face shown in the side panel; ``None`` = the largest face.
         pace_video: play video files at their own frame rate instead of as fast as possible.
@@ -60,13 +61,15 @@ class WorkerSettings:
     smoothing: float = 0.6
     equalize: bool = True
     min_confidence: float = 0.5
+    small_faces: bool = False
     paused: bool = False
     selected_track: int | None = None
     pace_video: bool = True
 
     def processing_key(self) -> tuple:
         """The settings that change a result (a held frame is re-processed when they change)."""
-        return (self.model_path, self.provider, self.smoothing, self.equalize, self.min_confidence)
+        return (self.model_path, self.provider, self.smoothing, self.equalize, self.min_confidence,
+                self.small_faces)
 
 
 class RateMeter:
@@ -343,7 +346,8 @@ class InferenceWorker(QObject):
         self._loaded_key = (s.model_path, s.provider)
         try:
             pipeline = Pipeline(model_path=s.model_path, provider=s.provider, face_model=s.face_model,
-                                min_confidence=s.min_confidence, smoothing=s.smoothing, equalize=s.equalize)
+                                min_confidence=s.min_confidence, smoothing=s.smoothing, equalize=s.equalize,
+                                small_faces=s.small_faces)
         except Exception as exc:
             what = Path(s.model_path).name if s.model_path else "the default model"
             keep = f" Still using {Path(str(self.pipeline.model_path)).name}." if self.pipeline else ""
@@ -365,6 +369,7 @@ class InferenceWorker(QObject):
             self.pipeline.smoothing = s.smoothing
             self.pipeline.equalize = s.equalize
             self.pipeline.min_confidence = s.min_confidence
+            self.pipeline.small_faces = s.small_faces
 
     def _next_frame(self, s: WorkerSettings) -> tuple[int, float, np.ndarray] | None:
         if self._grabber is not None:

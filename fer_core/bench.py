@@ -267,6 +267,7 @@ def run_benchmark(
     face_model: str | Path | None = None,
     frame_size: tuple[int, int] = (640, 480),
     n_frames: int = 30,
+    small_faces: bool = False,
 ) -> list[dict[str, Any]]:
     """Time ``Pipeline.process`` for each model x provider x face count.
 
@@ -284,6 +285,7 @@ def run_benchmark(
         face_model: face detector model path (default: the usual lookup, see ``face_model.py``).
         frame_size: synthetic clip (width, height).
         n_frames: synthetic clip length.
+        small_faces: time the detector's tiled search for small faces too (see ``FaceDetector``).
 
     Returns:
         One dict per configuration: ``model, model_path, provider, provider_used, faces,
@@ -313,7 +315,7 @@ def run_benchmark(
                               else synthetic_clip(n_faces, size=frame_size, n_frames=n_frames))
         frames = clips[n_faces]
         try:
-            pipe = Pipeline(model_path=model_path, provider=provider, face_model=face_model)
+            pipe = Pipeline(model_path=model_path, provider=provider, face_model=face_model, small_faces=small_faces)
         except Exception as exc:  # a bad model or provider must not end the whole benchmark
             row.update(status="skipped" if isinstance(exc, ProviderError) else "error", reason=str(exc))
             loop.progress.step(loop.steps)

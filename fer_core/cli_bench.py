@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, metavar="N",
                    help="classifier only: time predict_batch on N real face crops per run (faces/s)")
     p.add_argument("--face-model", help="MediaPipe BlazeFace .tflite (default: the usual lookup)")
+    p.add_argument("--small-faces", action="store_true", help="include the tiled search for small faces (fer-run "
+                                                              "--small-faces) in the detection time")
     p.add_argument("--json", help="write system info, settings and results to this JSON file")
     p.add_argument("--csv", help="write the results, one row per configuration, to this CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -169,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         if args.batch is not None:
             rows = run_classifier_benchmark(batch=args.batch, **common)
         else:
-            rows = run_benchmark(face_counts=args.faces, source=args.source, face_model=args.face_model, **common)
+            rows = run_benchmark(face_counts=args.faces, source=args.source, face_model=args.face_model,
+                                small_faces=args.small_faces, **common)
     finally:
         bar.close()
 

@@ -71,7 +71,7 @@ class Pipeline:
     def __init__(self, model_path: str | Path | None = None, provider: str = "auto",
                  face_model: str | Path | None = None, min_confidence: float = 0.5, smoothing: float = 0.6,
                  equalize: bool = True, margin: float = 0.2, max_faces: int = 32,
-                 running_mode: str = "video") -> None:
+                 running_mode: str = "video", small_faces: bool = False) -> None:
         """Load the classifier and the detector.
 
         Args:
@@ -84,6 +84,7 @@ class Pipeline:
             margin: crop margin around the detector box.
             max_faces: faces per frame, largest kept.
             running_mode: ``"video"`` for streams (default) or ``"image"`` for unrelated images.
+            small_faces: also search overlapping tiles for small (far) faces; slower (settable later).
 
         Raises:
             ModelLoadError: the model cannot be found or loaded (clear message with the path).
@@ -92,7 +93,8 @@ class Pipeline:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.classifier = EmotionClassifier(self.model_path, provider)
         self.tracker = Tracker(smoothing=smoothing)
-        self.detector = FaceDetector(face_model, min_confidence=min_confidence, running_mode=running_mode)
+        self.detector = FaceDetector(face_model, min_confidence=min_confidence, running_mode=running_mode,
+                                     small_faces=small_faces)
         self.equalize = bool(equalize)
         self.margin = float(margin)
         self.max_faces = int(max_faces)
@@ -130,6 +132,14 @@ class Pipeline:
     @min_confidence.setter
     def min_confidence(self, value: float) -> None:
         self.detector.min_confidence = value
+
+    @property
+    def small_faces(self) -> bool:
+        return self.detector.small_faces
+
+    @small_faces.setter
+    def small_faces(self, value: bool) -> None:
+        self.detector.small_faces = bool(value)
 
     def reset(self) -> None:
         """Forget the tracks (call when switching to another source)."""

@@ -270,6 +270,18 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     assert closed == [str(video)]
 
 
+def test_small_faces_checkbox_reaches_the_detector(qtbot, video, tiny_onnx, face_model_path):
+    window = make_window(qtbot, source=str(video), model=str(tiny_onnx), face_model=str(face_model_path))
+    qtbot.waitUntil(lambda: window.worker.pipeline is not None and window.frames_shown >= 2, timeout=20000)
+    assert not window.controls.small_faces_check.isChecked() and not window.worker.pipeline.small_faces
+    window.controls.small_faces_check.setChecked(True)
+    assert window.settings.small_faces
+    qtbot.waitUntil(lambda: window.worker.pipeline.detector.small_faces, timeout=10000)
+    shown = window.frames_shown
+    qtbot.waitUntil(lambda: window.frames_shown >= shown + 3, timeout=10000)  # still processing, tiles and all
+    window.close()
+
+
 def test_missing_camera_gives_message_and_app_stays_usable(qtbot, video, tiny_onnx):
     window = make_window(qtbot, source=9, model=str(tiny_onnx))
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)

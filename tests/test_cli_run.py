@@ -135,6 +135,25 @@ def test_images_and_bad_frames(tiny_onnx, face_model_path, tmp_path, capsys):
     assert "skipped 1 unreadable" in out and "h_corrupt.jpg" in out
 
 
+def test_small_faces_option_finds_far_faces(tiny_onnx, face_model_path, tmp_path, capsys):
+    import skimage.data
+
+    frame = np.full((618, 1100, 3), 90, np.uint8)  # two faces of about 9% of the frame width
+    photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    paste(frame, photo, 60, 40)
+    paste(frame, photo, 540, 98)
+    image = tmp_path / "far.png"
+    cv2.imwrite(str(image), frame)
+    counts = []
+    for extra in ([], ["--small-faces"]):
+        out_csv = tmp_path / f"faces{len(extra)}.csv"
+        rc, _, err = run(["--source", str(image), "--model", str(tiny_onnx), "--csv", str(out_csv), *extra],
+                         face_model_path, capsys)
+        assert rc == 0, err
+        counts.append(len(read_csv(out_csv)))
+    assert counts == [0, 2]
+
+
 def test_pipeline_on_odd_frames(tiny_onnx, face_model_path):
     from fer_core.pipeline import Pipeline
 

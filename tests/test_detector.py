@@ -8,7 +8,7 @@ import pytest
 from skimage import data
 
 import fer_core.face_model as face_model
-from fer_core.detector import FaceDetector, downscale
+from fer_core.detector import FaceDetector, downscale, merge_same_faces, tile_boxes
 from fer_core.face_model import FACE_MODEL_NAME, resolve_face_model
 
 # The astronaut's face in skimage.data.astronaut() (512x512), checked by eye: about x 175-275, y 75-180.
@@ -96,6 +96,50 @@ def test_close_is_idempotent(face_model_path, astronaut):
     det.close()
     with pytest.raises(RuntimeError, match="closed"):
         det.detect(astronaut)
+
+
+def _far_faces_frame(astronaut: np.ndarray) -> np.ndarray:
+    """1100x618 frame with the astronaut photo in two corners: faces about 9% of the frame width."""
+    frame = np.full((618, 1100, 3), 90, np.uint8)
+    frame[40:552, 60:572] = astronaut
+    frame[98:610, 540:1052] = astronaut
+    return frame
+
+
+@pytest.mark.parametrize("mode", ["image", "video"])
+def test_small_faces_finds_far_faces_the_whole_frame_pass_misses(face_model_path, astronaut, mode):
+    frame = _far_faces_frame(astronaut)
+    with FaceDetector(face_model_path, running_mode=mode) as det:
+        assert det.detect(frame, 0) == []
+        det.small_faces = True
+        faces = det.detect(frame, 40)
+        assert len(faces) == 2
+        for face, offset in zip(sorted(faces, key=lambda f: f.box[0]), ((60, 40), (540, 98))):
+            _assert_face(face.box, offset=offset)
+        det.min_confidence = 0.55  # recreates the detectors, tiles included
+        assert len(det.detect(frame, 80)) == 2
+        # A near face is still found once, not once per tile.
+        assert len(det.detect(astronaut, 120)) == 1
+    det.close()
+
+
+def test_tiles_cover_the_frame_with_overlap():
+    tiles = tile_boxes(640, 360)
+    assert len(tiles) == 4
+    covered = np.zeros((360, 640), bool)
+    for x0, y0, x1, y1 in tiles:
+        assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 360
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    assert tiles[0][2] > tiles[1][0] and tiles[0][3] > tiles[2][1]  # neighbours overlap
+
+
+def test_merge_same_faces_keeps_the_best_box_of_each_face():
+    whole = ((100, 100, 80, 80), 0.9)
+    part = ((100, 100, 40, 80), 0.7)  # a tile that saw half of the same face
+    other = ((300, 100, 60, 60), 0.6)
+    assert merge_same_faces([part, other, whole]) == [whole, other]
+    assert merge_same_faces([]) == []
 
 
 def test_downscale_keeps_small_frames():
