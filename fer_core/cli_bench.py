@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from fer_core.cli_run import CliError, provider_arg
+from fer_core.cli_run import CliError, provider_arg, run_guarded
 
 PROG = "fer-bench"
 
@@ -191,20 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer-bench``; returns the exit status (0 ok, 1 nothing could run, 2 fatal error)."""
-    from fer_core.cli_run import error_message
-
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one clear line instead of a traceback; FER_DEBUG=1 shows it
-        if os.environ.get("FER_DEBUG"):
-            raise
-        print(f"{PROG}: error: {error_message(exc)}", file=sys.stderr)
-        return 2
+    return run_guarded(PROG, run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

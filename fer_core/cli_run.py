@@ -327,17 +327,21 @@ def _print_summary(source: Any, pipe: Any, n_frames: int, n_faces: int, elapsed:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer-run``; returns the exit status (0 ok, 1 source stopped/empty, 2 fatal error)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    return run_guarded(PROG, run, build_parser().parse_args(argv))
+
+
+def run_guarded(prog: str, run_fn, args: argparse.Namespace) -> int:
+    """Run a command's ``run_fn(args)``: warnings as ``prog: WARNING: ...`` lines, errors as one line, exit 2."""
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(levelname)s: %(message)s")
     try:
-        return run(args)
+        return run_fn(args)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one clear line instead of a traceback; FER_DEBUG=1 shows it
         if os.environ.get("FER_DEBUG"):
             raise
-        print(f"{PROG}: error: {error_message(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {error_message(exc)}", file=sys.stderr)
         return 2
 
 
