@@ -14,7 +14,11 @@ interfaces can show it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +73,37 @@ def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     if scale < 0.5:  # bilinear to twice the size first (cheap), then 2x area averaging (OpenCV's fast path)
         frame = cv2.resize(frame, (size[0] * 2, size[1] * 2), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), size[0] / w
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log():
+    """Route what native code writes to stderr (MediaPipe/LiteRT start-up and shut-down chatter) to the log.
+
+    The text goes to this module's DEBUG log, or to its WARNING log when the block raises, so nothing
+    useful is lost. Without a real stderr file descriptor (some GUI launchers) it does nothing.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    failed = False
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace").strip()
+            if text:
+                logger.log(logging.WARNING if failed else logging.DEBUG, "MediaPipe said: %s", text)
 
 
 def tile_boxes(width: int, height: int, fraction: float = TILE_FRACTION) -> list[tuple[int, int, int, int]]:
@@ -152,6 +187,7 @@ class FaceDetector:
         self._min_confidence = float(min_confidence)
         self._mp_detector = None
         self._mp_tiles = None  # an image-mode detector for the tiles (video mode needs increasing timestamps)
+        self._ran: set[int] = set()  # ids of the MediaPipe detectors that have run once
         self.small_faces = bool(small_faces)
         self._haar: cv2.CascadeClassifier | None = None
         self._last_ts = -1
@@ -190,7 +226,8 @@ class FaceDetector:
             running_mode=mode,
             min_detection_confidence=self._min_confidence,
         )
-        return vision.FaceDetector.create_from_options(options)
+        with _native_stderr_to_log():
+            return vision.FaceDetector.create_from_options(options)
 
     @staticmethod
     def _create_haar() -> cv2.CascadeClassifier:
@@ -215,6 +252,7 @@ class FaceDetector:
             old, self._mp_detector = self._mp_detector, self._create_mediapipe(self.model_path)
             old.close()
             self._last_ts = -1
+            self._ran.clear()
         tiles, self._mp_tiles = self._mp_tiles, None
         if tiles is not None:
             tiles.close()
@@ -273,15 +311,18 @@ class FaceDetector:
         import mediapipe as mp
 
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=to_rgb(image))
-        if detector is not None:
-            result = detector.detect(mp_image)
-        elif self.running_mode == "video":
-            ts = int(timestamp_ms) if timestamp_ms is not None else int(time.monotonic() * 1000)
-            ts = max(ts, self._last_ts + 1)
-            self._last_ts = ts
-            result = self._mp_detector.detect_for_video(mp_image, ts)
-        else:
-            result = self._mp_detector.detect(mp_image)
+        detector = detector or self._mp_detector
+        # The first run of a detector prints a LiteRT memory-alignment note on stderr: send it to the log.
+        first = id(detector) not in self._ran
+        self._ran.add(id(detector))
+        with _native_stderr_to_log() if first else contextlib.nullcontext():
+            if self.running_mode == "video" and detector is self._mp_detector:
+                ts = int(timestamp_ms) if timestamp_ms is not None else int(time.monotonic() * 1000)
+                ts = max(ts, self._last_ts + 1)
+                self._last_ts = ts
+                result = detector.detect_for_video(mp_image, ts)
+            else:
+                result = detector.detect(mp_image)
         out = []
         for d in result.detections:
             b = d.bounding_box
@@ -305,7 +346,8 @@ class FaceDetector:
         self._haar = None
         for detector in detectors.values():
             try:
-                detector.close()
+                with _native_stderr_to_log():
+                    detector.close()
             except Exception as e:  # closing during interpreter shutdown can fail; nothing to do then
                 logger.debug("closing the MediaPipe detector failed: %s", e)
 
