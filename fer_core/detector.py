@@ -4,8 +4,9 @@ The BlazeFace short-range model is made for faces within about 2 m of the camera
 distance); faces further away may be missed. It sees the frame at 128x128, so frames larger than
 ``max_side`` pixels on the long side are downscaled before detection (cheaply, also for 8K frames) and
 the boxes are scaled back to the frame. With ``small_faces`` on, four overlapping tiles of the frame are
-searched as well (five detector runs instead of one), which finds faces down to about a sixth of the
-frame width instead of about a quarter; boxes found twice are merged.
+searched as well (five detector runs instead of one), which finds faces down to about a tenth of the
+frame width instead of about a quarter; boxes found twice are merged, and a face found only in a tile
+needs a higher score (``TILE_EXTRA_CONFIDENCE``) because zoomed-in textures fool the detector more often.
 
 When no model file can be found or loaded (see :func:`fer_core.face_model.resolve_face_model`), the
 detector uses OpenCV's bundled Haar cascade and sets :attr:`FaceDetector.warning` so that user
@@ -36,6 +37,9 @@ MIN_FRAME_SIDE = 8  # smaller frames cannot hold a detectable face
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 TILE_FRACTION = 0.6  # small_faces: 2x2 tiles, each 60% of the frame's width and height (20% overlap)
 SAME_FACE_OVERLAP = 0.5  # boxes whose intersection covers half of the smaller one are one face
+# Zoomed-in tiles make BlazeFace see faces in textures (clothes, hair) with scores up to about 0.6, so a face
+# found only in a tile must clear min_confidence by this much.
+TILE_EXTRA_CONFIDENCE = 0.15
 
 
 class DetectorError(RuntimeError):
@@ -301,10 +305,12 @@ class FaceDetector:
             self._mp_tiles = (self._mp_detector if self.running_mode == "image"
                               else self._create_mediapipe(self.model_path, "image"))
         out = []
+        threshold = min(0.95, self._min_confidence + TILE_EXTRA_CONFIDENCE)
         for x0, y0, x1, y1 in tile_boxes(image.shape[1], image.shape[0]):
             tile = np.ascontiguousarray(image[y0:y1, x0:x1])
             for (x, y, w, h), score in self._detect_mediapipe(tile, None, self._mp_tiles):
-                out.append(((x + x0, y + y0, w, h), score))
+                if score >= threshold:
+                    out.append(((x + x0, y + y0, w, h), score))
         return out
 
     def _detect_mediapipe(self, image: np.ndarray, timestamp_ms: int | None, detector=None) -> list:

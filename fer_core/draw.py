@@ -36,41 +36,56 @@ def _label(img: np.ndarray, text: str, x: int, y: int, scale: float, color: tupl
     cv2.putText(img, text, (x + 3, y - base - 2), FONT, scale, (0, 0, 0) if dark else TEXT, thick, cv2.LINE_AA)
 
 
-def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    """Whether two (x0, y0, x1, y1) rectangles intersect."""
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _overlap_area(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """Area shared by two (x0, y0, x1, y1) rectangles."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def _panel_place(box: tuple[int, int, int, int], size: tuple[int, int], frame: tuple[int, int],
-                 taken: list[tuple[int, int, int, int]]) -> tuple[int, int]:
-    """Top-left corner for a bar panel: right of the face, else left, below, above, clear of ``taken``.
+                 taken: list[tuple[int, int, int, int]]) -> tuple[int, int, int]:
+    """Top-left corner for a bar panel beside a face, inside the frame and clear of ``taken``.
 
-    The first side that fits in the frame and covers no other face or panel wins; when none is clear,
-    the first side that fits (or the frame edge) is used.
+    Tries right of the face, then left (top-aligned, then bottom-aligned), then below and above; the first
+    place that covers no other face or panel wins, else the one that covers the least.
+
+    Returns:
+        (x, y, covered area in pixels).
     """
     (x, y, w, h), (pw, ph), (W, H), gap = box, size, frame, 6
-    cy = int(np.clip(y, 0, max(0, H - ph)))
+    top = int(np.clip(y, 0, max(0, H - ph)))
+    bottom = int(np.clip(y + h - ph, 0, max(0, H - ph)))
     cx = int(np.clip(x, 0, max(0, W - pw)))
-    sides = [(x + w + gap, cy), (x - gap - pw, cy), (cx, y + h + gap), (cx, y - gap - ph)]
+    sides = [(x + w + gap, top), (x - gap - pw, top), (x + w + gap, bottom), (x - gap - pw, bottom),
+             (cx, y + h + gap), (cx, y - gap - ph)]
     inside = [(px, py) for px, py in sides if px >= 0 and py >= 0 and px + pw <= W and py + ph <= H]
-    for px, py in inside:
-        if not any(_overlaps((px, py, px + pw, py + ph), t) for t in taken):
-            return px, py
-    return inside[0] if inside else (max(0, W - pw), cy)
+    if not inside:
+        inside = [(max(0, W - pw), top)]
+    scored = [(px, py, sum(_overlap_area((px, py, px + pw, py + ph), t) for t in taken)) for px, py in inside]
+    return min(scored, key=lambda p: p[2])
 
 
 def _bars(img: np.ndarray, box: tuple[int, int, int, int], probs: np.ndarray, labels: list[str],
           taken: list[tuple[int, int, int, int]]) -> None:
-    """One coloured bar per class beside the face, placed clear of the rectangles in ``taken`` (then added)."""
+    """One coloured bar per class beside the face, placed clear of the rectangles in ``taken`` (then added).
+
+    The row height follows the face size; where a full-size panel would cover another face or panel,
+    smaller panels are tried before settling for the place that covers the least.
+    """
     H, W = img.shape[:2]
-    h = box[3]
     n = len(labels)
-    row = int(np.clip(h / max(n, 1), 12, 22))  # row height follows the face size within limits
-    scale = row / 36.0
-    name_w = max(_text_size(name, scale, 1)[0] for name in labels) + 6
-    bar_w = int(row * 4)
-    panel_w, panel_h = name_w + bar_w + 8, row * n + 4
-    px, py = _panel_place(box, (panel_w, panel_h), (W, H), taken)
+    best = None
+    first = int(np.clip(box[3] / max(n, 1), 12, 22))
+    for row in sorted({first, max(12, first * 2 // 3), 12}, reverse=True):
+        scale = row / 36.0
+        name_w = max(_text_size(name, scale, 1)[0] for name in labels) + 6
+        bar_w = int(row * 4)
+        size = (name_w + bar_w + 8, row * n + 4)
+        px, py, covered = _panel_place(box, size, (W, H), taken)
+        if best is None or covered < best[0]:
+            best = (covered, px, py, row, scale, name_w, bar_w, size)
+        if covered == 0:
+            break
+    _, px, py, row, scale, name_w, bar_w, (panel_w, panel_h) = best
     taken.append((px, py, px + panel_w, py + panel_h))
     _backdrop(img, px, py, px + panel_w, py + panel_h)
     for i, (name, p) in enumerate(zip(labels, probs)):
@@ -110,7 +125,8 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
     else:
         img = frame.copy()
 
-    taken = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in (f.box for f in result.faces)]
+    # Faces, with room for their label above, are not to be covered by another face's bars.
+    taken = [(int(x), int(y) - 28, int(x + w), int(y + h)) for x, y, w, h in (f.box for f in result.faces)]
     for face in result.faces:
         x, y, w, h = (int(v) for v in face.box)
         color = class_color(face.label)

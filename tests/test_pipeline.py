@@ -159,15 +159,19 @@ def test_draw_results_other_layouts(pipe, astronaut):
 
 def test_bar_panels_avoid_neighbouring_faces():
     """Two faces side by side: the left face's bars go elsewhere instead of over its neighbour."""
-    from fer_core.draw import _overlaps, _panel_place
+    from fer_core.draw import _overlap_area, _panel_place
 
     left, right = (100, 100, 120, 120), (235, 100, 120, 120)
     taken = [(x, y, x + w, y + h) for x, y, w, h in (left, right)]
-    px, py = _panel_place(left, (90, 80), (640, 480), taken)
-    assert not any(_overlaps((px, py, px + 90, py + 80), t) for t in taken)
+    px, py, covered = _panel_place(left, (90, 80), (640, 480), taken)
+    assert covered == 0 and all(_overlap_area((px, py, px + 90, py + 80), t) == 0 for t in taken)
     assert 0 <= px and px + 90 <= 640 and 0 <= py and py + 80 <= 480
     # A lone face keeps the default: right of the box, top-aligned.
-    assert _panel_place(left, (90, 80), (640, 480), [taken[0]]) == (226, 100)
+    assert _panel_place(left, (90, 80), (640, 480), [taken[0]]) == (226, 100, 0)
+    # No free place at all: the place that covers the least of the others.
+    crowded = [(0, 0, 640, 480)]
+    px, py, covered = _panel_place((500, 10, 130, 130), (90, 80), (640, 480), crowded + [(400, 0, 500, 480)])
+    assert (px, py, covered) == (500, 146, 90 * 80)  # below the face: left of it would also cover the second panel
 
 
 # ---------------------------------------------------------------------- model zoo
