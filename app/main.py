@@ -60,9 +60,9 @@ class AutoQuit:
     """Ends the app after N processed frames (or at the end of the source / an error / a timeout),
     saving a screenshot of the whole window first when asked."""
 
-    def __init__(self, app: QApplication, window: MainWindow, frames: int, screenshot: str | None,
+    def __init__(self, qt_app: QApplication, window: MainWindow, frames: int, screenshot: str | None,
                  timeout_s: float) -> None:
-        self.app, self.window, self.frames, self.screenshot = app, window, frames, screenshot
+        self.app, self.window, self.frames, self.screenshot = qt_app, window, frames, screenshot
         self.done = False
         window.frame_shown.connect(self._on_frame)
         window.source_ended.connect(lambda: self.finish("the source has no more frames"))
