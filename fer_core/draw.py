@@ -65,11 +65,12 @@ def _panel_place(box: tuple[int, int, int, int], size: tuple[int, int], frame: t
 
 
 def _bars(img: np.ndarray, box: tuple[int, int, int, int], probs: np.ndarray, labels: list[str],
-          taken: list[tuple[int, int, int, int]]) -> None:
+          taken: list[tuple[int, int, int, int]], edge: tuple[int, int, int]) -> None:
     """One coloured bar per class beside the face, placed clear of the rectangles in ``taken`` (then added).
 
     The row height follows the face size; where a full-size panel would cover another face or panel,
-    smaller panels are tried before settling for the place that covers the least.
+    smaller panels are tried before settling for the place that covers the least. The panel is outlined
+    in ``edge`` (the colour of the face's box), so it reads as that face's even when it had to move.
     """
     H, W = img.shape[:2]
     n = len(labels)
@@ -88,6 +89,7 @@ def _bars(img: np.ndarray, box: tuple[int, int, int, int], probs: np.ndarray, la
     _, px, py, row, scale, name_w, bar_w, (panel_w, panel_h) = best
     taken.append((px, py, px + panel_w, py + panel_h))
     _backdrop(img, px, py, px + panel_w, py + panel_h)
+    cv2.rectangle(img, (px, py), (px + panel_w - 1, py + panel_h - 1), edge, 1)
     for i, (name, p) in enumerate(zip(labels, probs)):
         top = py + 2 + i * row
         color = class_color(name)
@@ -139,7 +141,7 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
         th = _text_size(text, scale, 1)[1] + 10
         ty = y - thick if y - thick - th >= 0 else min(img.shape[0] - 1, y + h + thick + th)
         _label(img, text, x - thick // 2, ty, scale, color)
-        _bars(img, (x, y, w, h), face.probs, labels, taken)
+        _bars(img, (x, y, w, h), face.probs, labels, taken, color)
 
     parts = []
     if fps is not None:

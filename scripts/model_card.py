@@ -23,14 +23,33 @@ import shutil
 from pathlib import Path
 
 import onnx
+import yaml
 
-DATA_LICENCES = {
-    "fer2013": "FER2013 (Goodfellow et al., ICML 2013 challenge) has no open licence: it was published on Kaggle "
-               "for research, and its faces were collected from the web and remain their owners'. Treat models "
-               "trained on it as fit for research and non-commercial use.",
-    "ferplus": "FER+ labels are MIT-licensed by Microsoft; the images are FER2013's (see there).",
+FER2013_LICENCE = ("FER2013 (Goodfellow et al., ICML 2013 challenge) has no open licence: it was published on Kaggle "
+                   "for research, and its faces were collected from the web and remain their owners'. Treat models "
+                   "trained on it as fit for research and non-commercial use.")
+#: Per dataset: display names of the splits, how the split was used, and the data licence.
+DATASETS = {
+    "fer2013": {
+        "splits": {"test": "PrivateTest (test)", "val": "PublicTest (validation)"},
+        "split": "FER2013 official split (`Training_*` train, `PublicTest_*` validation for model selection, "
+                 "`PrivateTest_*` test, never used for tuning).",
+        "licence": FER2013_LICENCE,
+    },
+    "ferplus": {
+        "splits": {"test": "FER+ test", "val": "FER+ validation"},
+        "split": "FER+ official split (`FER2013Train` train, `FER2013Valid` validation for model selection, "
+                 "`FER2013Test` test, never used for tuning). A face's label is the plurality of its ten votes; "
+                 "faces whose plurality is *unknown* or *not a face* are dropped.",
+        "licence": "The FER+ labels are Microsoft's, under the MIT licence; the images are FER2013's. "
+                   + FER2013_LICENCE,
+    },
 }
-SPLIT_NAMES = {"test": "PrivateTest (test)", "val": "PublicTest (validation)"}
+
+
+def _dataset(name: str) -> dict:
+    """The :data:`DATASETS` entry for a dataset name such as ``fer2013`` or ``ferplus_soft``."""
+    return DATASETS.get(name.split("_")[0], {"splits": {}, "split": "", "licence": ""})
 
 
 def _cpu_name() -> str:
@@ -49,7 +68,8 @@ def _run_summary(run: Path) -> dict:
     return {"run": run.name, "epochs": len(rows), "hours": round(sum(r["seconds"] for r in rows) / 3600, 2),
             "best_val_acc": round(best["best_acc"], 4), "best_epoch": best["epoch"],
             "best_weights": best.get("best_weights", "raw"),
-            "images_per_s": round(sorted(r["images_per_s"] for r in rows)[len(rows) // 2], 1)}
+            "images_per_s": round(sorted(r["images_per_s"] for r in rows)[len(rows) // 2], 1),
+            "data": [d.split("=")[0] for d in yaml.safe_load((run / "config.yaml").read_text())["data"]]}
 
 
 def _eval_summary(folder: Path) -> dict:
@@ -89,7 +109,7 @@ def build(args: argparse.Namespace) -> tuple[dict, str]:
         "export": {"command": args.export_cmd, "weights": export["weights"], "verify": export["verify"]},
         "eval": {"command": args.eval_cmd, "splits": [_eval_summary(Path(e)) for e in args.eval]},
         "bench": {"command": args.bench_cmd, **_bench_summary(Path(args.bench))},
-        "licence": DATA_LICENCES.get(data, ""),
+        "licence": _dataset(data)["licence"],
     }
     return metrics, render(metrics, args.title, args.notes)
 
@@ -97,22 +117,25 @@ def build(args: argparse.Namespace) -> tuple[dict, str]:
 def render(m: dict, title: str, notes: list[str]) -> str:
     """Markdown model card from the metrics dict."""
     name = Path(m["model_file"]).stem
+    dataset = _dataset(m["data"])
+    split_names = dataset["splits"]
+    stages = list(dict.fromkeys("+".join(t["data"]) for t in m["training"]))
     hours = sum(t["hours"] for t in m["training"])
     epochs = sum(t["epochs"] for t in m["training"])
     lines = [f"# {m['model_file']}: {title}", "",
              f"`{m['architecture']}` at {m['input_size']} px, {len(m['labels'])} classes "
              f"({', '.join(m['labels'])}), {m['params'] / 1e6:.2f} M parameters, {m['precision']} ONNX of "
              f"{m['onnx_bytes'] / 1e6:.1f} MB (sha256 `{m['sha256'][:16]}...`). Trained from scratch on "
-             f"{m['data']} ({epochs} epochs, {hours:.1f} h on {m['hardware']}).", "",
+             f"{', then '.join(stages)} ({epochs} epochs, {hours:.1f} h on {m['hardware']}).", "",
              "## Accuracy", "", "Measured on the exported ONNX file, exactly as the app runs it.", "",
              "| split | images | TTA | accuracy | macro-F1 |", "|---|---|---|---|---|"]
     for s in m["eval"]["splits"]:
         for tta, r in s["tta"].items():
-            lines.append(f"| {SPLIT_NAMES.get(s['split'], s['split'])} | {s['n']} | {tta} | "
+            lines.append(f"| {split_names.get(s['split'], s['split'])} | {s['n']} | {tta} | "
                          f"{r['accuracy']:.2%} | {r['macro_f1']:.3f} |")
     test = next((s for s in m["eval"]["splits"] if s["split"] == "test"), m["eval"]["splits"][0])
     plain = test["tta"].get("none") or next(iter(test["tta"].values()))
-    lines += ["", f"Per-class recall on {SPLIT_NAMES.get(test['split'], test['split'])}, no TTA:", "",
+    lines += ["", f"Per-class recall on {split_names.get(test['split'], test['split'])}, no TTA:", "",
               "| " + " | ".join(plain["recall"]) + " |", "|" + "---|" * len(plain["recall"]),
               "| " + " | ".join(f"{v:.1%}" for v in plain["recall"].values()) + " |", "",
               f"![confusion matrix]({name}_confusion.png)", "", "```", m["eval"]["command"], "```", "",
@@ -127,13 +150,14 @@ def render(m: dict, title: str, notes: list[str]) -> str:
                      f"{r['preprocess_median_ms']:.2f} | {r['inference_median_ms']:.2f} | {per_face:.2f} | "
                      f"{r['total_median_ms']:.2f} | {r['total_p95_ms']:.2f} |")
     lines += ["", "No GPU latency was measured for this file.", "", "```", m["bench"]["command"], "```", "",
-              "## Training", "", "| stage | epochs | best validation accuracy | wall time | images/s |",
-              "|---|---|---|---|---|"]
+              "## Training", "", "| stage | data | epochs | best validation accuracy | wall time | images/s |",
+              "|---|---|---|---|---|---|"]
     for t in m["training"]:
-        lines.append(f"| `{t['run']}` | {t['epochs']} | {t['best_val_acc']:.2%} (epoch {t['best_epoch']}, "
-                     f"{t['best_weights']} weights) | {t['hours']:.2f} h | {t['images_per_s']} |")
-    lines += ["", "Data: FER2013 official split (`Training_*` train, `PublicTest_*` validation for model "
-              "selection, `PrivateTest_*` test, never used for tuning).", "", "```"]
+        lines.append(f"| `{t['run']}` | {'+'.join(t['data'])} | {t['epochs']} | {t['best_val_acc']:.2%} "
+                     f"(epoch {t['best_epoch']}, {t['best_weights']} weights) | {t['hours']:.2f} h | "
+                     f"{t['images_per_s']} |")
+    used = dict.fromkeys(_dataset(d)["split"] for t in m["training"] for d in t["data"])
+    lines += [""] + [line for text in used if text for line in (f"Data: {text}", "")] + ["```"]
     lines += [t["command"] for t in m["training"]] + [m["export"]["command"], "```", ""]
     v = m["export"]["verify"]
     checks = "; ".join(f"{k}: max abs logit difference {r['max_abs_diff']:.1e}, top-1 agreement "

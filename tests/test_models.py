@@ -229,6 +229,18 @@ def test_pretrained_path_loads_timm_convnext(tmp_path, suffix, atto_state):
     assert own["head.fc.weight"].shape == (7, 320)  # the 1000-class classifier is skipped
 
 
+def test_pretrained_path_takes_the_best_weights_of_a_fer_train_checkpoint(tmp_path):
+    source = create_model("emonext_test", 7)
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in source.state_dict().items()}
+    path = tmp_path / "best.pt"
+    for best in ("raw", "ema"):
+        torch.save({"model": source.state_dict(), "ema": ema, "best_weights": best}, path)
+        model = create_model("emonext_test", 8, pretrained_path=path)  # another class count: head skipped
+        expected = ema if best == "ema" else source.state_dict()
+        assert torch.equal(model.state_dict()["stem.0.weight"], expected["stem.0.weight"]), best
+        assert model.state_dict()["head.fc.weight"].shape[0] == 8
+
+
 def test_pretrained_path_wrong_size_and_missing_file(tmp_path, atto_state):
     path = tmp_path / "atto.pth"
     torch.save({"model": atto_state}, path)  # wrapped like a checkpoint

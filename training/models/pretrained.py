@@ -81,8 +81,8 @@ def _short(keys: list[str], n: int = 6) -> str:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a .pth/.pt/.bin (torch, loaded with weights_only) or .safetensors file of ConvNeXt weights.
 
-    Unwraps checkpoint dicts (``model``/``state_dict``/``model_ema`` entries) and converts the original
-    facebookresearch ConvNeXt key names to timm's.
+    Unwraps checkpoint dicts (``model``/``state_dict``/``model_ema`` entries; from a fer-train checkpoint
+    the weights it marked best, EMA or raw).
     """
     path = Path(path)
     if not path.is_file():
@@ -98,6 +98,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear message
         raise PretrainedWeightsError(f"cannot read pretrained weights {path}: {exc}") from exc
+    if isinstance(data, dict) and data.get("best_weights") == "ema" and isinstance(data.get("ema"), dict):
+        data = data["ema"]  # a fer-train checkpoint whose EMA weights were the better ones
     for wrapper in ("model", "state_dict", "model_ema"):
         if isinstance(data, dict) and isinstance(data.get(wrapper), dict):
             data = data[wrapper]
