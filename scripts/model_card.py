@@ -74,7 +74,8 @@ def _run_summary(run: Path) -> dict:
 
 def _eval_summary(folder: Path) -> dict:
     report = json.loads((folder / "report.json").read_text())
-    out = {"split": report.get("split"), "n": report["n"], "classes": report["classes"], "tta": {}}
+    out = {"split": report.get("split"), "data": report.get("data", ""), "n": report["n"],
+           "classes": report["classes"], "tta": {}}
     for name, r in report["tta"].items():
         out["tta"][name] = {"accuracy": round(r["accuracy"], 4), "macro_f1": round(r["macro_f1"], 4),
                             "recall": {c: round(v["recall"], 4) for c, v in r["per_class"].items()},
@@ -131,7 +132,8 @@ def render(m: dict, title: str, notes: list[str]) -> str:
              "| split | images | TTA | accuracy | macro-F1 |", "|---|---|---|---|---|"]
     for s in m["eval"]["splits"]:
         for tta, r in s["tta"].items():
-            lines.append(f"| {split_names.get(s['split'], s['split'])} | {s['n']} | {tta} | "
+            rule = " (strict-majority labels)" if s.get("data", "").endswith("_majority") else ""
+            lines.append(f"| {split_names.get(s['split'], s['split'])}{rule} | {s['n']} | {tta} | "
                          f"{r['accuracy']:.2%} | {r['macro_f1']:.3f} |")
     test = next((s for s in m["eval"]["splits"] if s["split"] == "test"), m["eval"]["splits"][0])
     plain = test["tta"].get("none") or next(iter(test["tta"].values()))

@@ -18,6 +18,8 @@ from fer_core.preprocess import prepare_gray
 from training.data import DataError, FaceData, load_data
 from training.data import images as images_module
 from training.data.cache import cache_file
+from training.data.ferplus import majority, read_ferplus
+from training.data.listing import TEST
 from training.data.splits import parse_subject, subset_indices
 
 FER2013_TRAIN_COUNTS = {
@@ -193,6 +195,29 @@ def test_ferplus_majority_and_soft(ferplus_soft: FaceData, ferplus_root: Path, c
     assert 28000 < len(hard.train) < 28709  # unknown/NF-majority images dropped, most kept
 
 
+def test_ferplus_strict_majority_rule(ferplus_root: Path) -> None:
+    votes = np.array([
+        [6, 1, 1, 1, 1, 0, 0, 0, 0, 0],  # 6 of 6 after dropping single votes: neutral
+        [4, 3, 1, 1, 1, 0, 0, 0, 0, 0],  # 4 of 7: neutral
+        [3, 3, 2, 2, 0, 0, 0, 0, 0, 0],  # 3 of 10: no majority, dropped (plurality keeps it)
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # only single votes: dropped
+        [0, 0, 0, 0, 0, 0, 0, 0, 6, 4],  # unknown wins: dropped
+        [0, 2, 0, 0, 0, 0, 0, 0, 0, 1],  # the NF single vote is removed: happiness, 2 of 2
+    ], dtype=float)
+    winner, keep = majority(votes, strict=True)
+    assert keep.tolist() == [True, True, False, False, False, True]
+    assert winner[keep].tolist() == [0, 0, 1]
+    assert majority(votes)[1].tolist() == [True, True, True, True, False, True]
+
+    strict, plural = read_ferplus(ferplus_root, strict=True), read_ferplus(ferplus_root)
+    assert set(strict.files) < set(plural.files)  # a subset: the ambiguous faces go
+    n_test = int((strict.split == TEST).sum())
+    assert 3000 < n_test < int((plural.split == TEST).sum())
+    names = {f: strict.labels[i] for i, f in enumerate(strict.files)}
+    labels = dict(zip(plural.files, plural.labels))
+    assert all(labels[f] == y for f, y in names.items())  # a strict majority is also the plurality
+
+
 # ------------------------------------------------------------------------------------------------
 # FER2013 CSV (built from real images)
 # ------------------------------------------------------------------------------------------------
@@ -329,7 +354,7 @@ def test_cache_key_follows_file_changes(fer2013_root: Path, tmp_path: Path) -> N
 
 
 def test_bad_specs(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"Did you mean 'fer2013'.*Valid kinds: fer2013, ferplus, ferplus_soft, folder"):
+    with pytest.raises(DataError, match=r"Did you mean 'fer2013'.*Valid kinds: fer2013, ferplus, ferplus_soft, ferplus_majority, folder"):
         load_data([f"fer2031={tmp_path}"], cache_dir=tmp_path)
     with pytest.raises(DataError, match="KIND=PATH"):
         load_data([str(tmp_path)], cache_dir=tmp_path)

@@ -3,11 +3,14 @@
 Each ``label.csv`` row (no header): ``file name, "(x, y, w, h)"``, then ten vote counts in the
 order of :data:`VOTE_COLUMNS` (neutral .. contempt, unknown, NF).
 
-Label rule (plurality vote): the label is the argmax over all ten counts, ties going to the first
-column in the FER+ order above. Images whose label is ``unknown`` or ``NF`` (or that got no emotion
-vote) are dropped. This keeps more images than the official generator's strict rule (> 50 % of the
-votes after removing single votes). The same images are kept for hard and soft targets; the soft
+Label rule (plurality vote, ``ferplus``/``ferplus_soft``): the label is the argmax over all ten counts,
+ties going to the first column in the FER+ order above. Images whose label is ``unknown`` or ``NF`` (or
+that got no emotion vote) are dropped. The same images are kept for hard and soft targets; the soft
 target is the eight emotion counts divided by their sum (so its argmax is the label, up to ties).
+
+``ferplus_majority`` applies the official FER+ generator's stricter "majority" rule instead: single votes
+are removed as outliers, and a face keeps its label only when that label then holds more than half of the
+votes; the others (the most ambiguous faces) are dropped. Published FER+ accuracies mostly use this rule.
 Classes are the eight canonical classes in canonical order.
 """
 
@@ -63,15 +66,26 @@ def read_votes(label_csv: Path) -> tuple[list[str], np.ndarray]:
     return names, np.array(votes, dtype=np.float64).reshape(-1, len(VOTE_COLUMNS))
 
 
-def majority(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Plurality label (FER+ column index) of each row and the mask of rows kept (an emotion won)."""
+def majority(votes: np.ndarray, strict: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Label (FER+ column index) of each row and the mask of rows kept (an emotion won).
+
+    Args:
+        votes: (N, 10) vote counts.
+        strict: the official rule: drop single votes, then the winner needs more than half of the rest.
+    """
+    if strict:
+        votes = np.where(votes > 1, votes, 0)
     winner = votes.argmax(axis=1)  # first maximum: ties go to the earlier FER+ column
     keep = (winner < N_EMOTIONS) & (votes[:, :N_EMOTIONS].sum(axis=1) > 0)
+    if strict:
+        keep &= votes.max(axis=1) > 0.5 * votes.sum(axis=1)
     return winner, keep
 
 
-def read_ferplus(root: Path) -> Listing:
+def read_ferplus(root: Path, strict: bool = False) -> Listing:
     """List FER+ (see the module docstring); ``soft`` always holds the vote distributions.
+
+    ``strict`` keeps only the faces the official majority rule labels (``ferplus_majority``).
 
     Raises:
         DataError: no FER2013Train/Valid/Test folder, or a folder without ``label.csv``.
@@ -88,7 +102,7 @@ def read_ferplus(root: Path) -> Listing:
         if not label_csv.is_file():
             raise DataError(f"{folder}: label.csv is missing (FER+ vote counts)")
         names, votes = read_votes(label_csv)
-        winner, keep = majority(votes)
+        winner, keep = majority(votes, strict)
         emotions = votes[keep, :N_EMOTIONS]
         dist = np.zeros((len(emotions), len(CANONICAL_CLASSES)), dtype=np.float32)
         dist[:, TO_CANONICAL] = emotions / emotions.sum(axis=1, keepdims=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,8 @@ def choose_reader(kind: str, path: Path) -> tuple[str, Path, Reader]:
     """``(reader kind, path it reads, reader)`` for a spec; the reader kind names the cache entry.
 
     ``fer2013`` reads a CSV when ``path`` is a file, or a folder holding ``fer2013.csv`` and no
-    split folders (train/val/test); otherwise the Kaggle folders. ``ferplus_soft`` shares the ``ferplus`` reader and cache.
+    split folders (train/val/test); otherwise the Kaggle folders. ``ferplus_soft`` shares the ``ferplus`` reader and cache;
+    ``ferplus_majority`` has its own (fewer images).
     """
     if kind == "fer2013":
         if path.is_file():
@@ -42,6 +44,8 @@ def choose_reader(kind: str, path: Path) -> tuple[str, Path, Reader]:
         raise DataError(f"{path}: expected a folder for the '{kind}' dataset kind")
     if kind in ("ferplus", "ferplus_soft"):
         return "ferplus", path, read_ferplus
+    if kind == "ferplus_majority":
+        return "ferplus_majority", path, functools.partial(read_ferplus, strict=True)
     return "folder", path, read_folder
 
 

@@ -10,8 +10,9 @@ from .errors import DataError
 #: Valid dataset kinds and what they read.
 KINDS: dict[str, str] = {
     "fer2013": "FER2013: Kaggle folders (train/<class>, test/<class>) or the original fer2013.csv",
-    "ferplus": "FER+: FER2013Train/Valid/Test + label.csv, majority-vote labels",
+    "ferplus": "FER+: FER2013Train/Valid/Test + label.csv, plurality-vote labels",
     "ferplus_soft": "FER+ with the vote distribution as soft targets",
+    "ferplus_majority": "FER+ with the official strict-majority labels (ambiguous faces dropped)",
     "folder": "any class-per-folder dataset (CK+48, JAFFE, KDEF, RAF-DB style)",
 }
 
