@@ -62,14 +62,16 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _run_summary(run: Path) -> dict:
+def _run_summary(run: Path, data_name: str) -> dict:
+    """A training stage's figures; a ``packed=`` dataset (a GPU window's pack) is named by the model's data."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     best = max(rows, key=lambda r: r["best_acc"])
     return {"run": run.name, "epochs": len(rows), "hours": round(sum(r["seconds"] for r in rows) / 3600, 2),
             "best_val_acc": round(best["best_acc"], 4), "best_epoch": best["epoch"],
             "best_weights": best.get("best_weights", "raw"),
             "images_per_s": round(sorted(r["images_per_s"] for r in rows)[len(rows) // 2], 1),
-            "data": [d.split("=")[0] for d in yaml.safe_load((run / "config.yaml").read_text())["data"]]}
+            "data": [data_name if d.startswith("packed=") else d.split("=")[0]
+                     for d in yaml.safe_load((run / "config.yaml").read_text())["data"]]}
 
 
 def _eval_summary(folder: Path) -> dict:
@@ -105,8 +107,9 @@ def build(args: argparse.Namespace) -> tuple[dict, str]:
         "input_size": int(meta.get("fer.input_size", 0)), "labels": json.loads(meta["fer.labels"]),
         "params": params, "onnx_bytes": model_path.stat().st_size, "precision": export["precision"],
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(), "data": data,
-        "training": [{**_run_summary(Path(r)), "command": c} for r, c in zip(args.run, args.train_cmd)],
+        "training": [{**_run_summary(Path(r), data), "command": c} for r, c in zip(args.run, args.train_cmd)],
         "hardware": f"{_cpu_name()}, {args.cores} cores, no GPU" if args.cores else _cpu_name(),
+        "train_hardware": args.train_hardware,
         "export": {"command": args.export_cmd, "weights": export["weights"], "verify": export["verify"]},
         "eval": {"command": args.eval_cmd, "splits": [_eval_summary(Path(e)) for e in args.eval]},
         "bench": {"command": args.bench_cmd, **_bench_summary(Path(args.bench))},
@@ -127,7 +130,8 @@ def render(m: dict, title: str, notes: list[str]) -> str:
              f"`{m['architecture']}` at {m['input_size']} px, {len(m['labels'])} classes "
              f"({', '.join(m['labels'])}), {m['params'] / 1e6:.2f} M parameters, {m['precision']} ONNX of "
              f"{m['onnx_bytes'] / 1e6:.1f} MB (sha256 `{m['sha256'][:16]}...`). Trained from scratch on "
-             f"{', then '.join(stages)} ({epochs} epochs, {hours:.1f} h on {m['hardware']}).", "",
+             f"{', then '.join(stages)} ({epochs} epochs, {hours:.2f} h on {m.get('train_hardware') or m['hardware']}).",
+             "",
              "## Accuracy", "", "Measured on the exported ONNX file, exactly as the app runs it.", "",
              "| split | images | TTA | accuracy | macro-F1 |", "|---|---|---|---|---|"]
     for s in m["eval"]["splits"]:
@@ -184,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", required=True, help="fer-bench --json file")
     p.add_argument("--bench-cmd", required=True)
     p.add_argument("--cores", type=int, default=None, help="CPU cores of the training/benchmark machine")
+    p.add_argument("--train-hardware", help="where it was trained, when not on the benchmark machine "
+                                            "(e.g. a GPU window)")
     p.add_argument("--notes", action="append", default=[], help="a line for the card's notes (repeatable)")
     args = p.parse_args(argv)
     if len(args.run) != len(args.train_cmd):

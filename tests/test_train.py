@@ -20,7 +20,7 @@ from training.distributed import DistInfo, shard_indices
 
 OUTPUTS = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "curves.png", "report.json", "confusion_matrix.png")
 SUBSET = "64"
-TIMING = ("seconds", "images_per_s")
+TIMING = ("seconds", "images_per_s", "elapsed_s")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -36,6 +36,10 @@ examples:
 
   # distil a big teacher into a small student; several GPUs with torchrun
   fer-train --model emonext_atto --teacher runs/emonext_t/best.pt --data fer2013=../shared/data/fer2013 --img-size 64
+  fer-train --model emonext_atto --soft-targets models/teachers/fer2013_tiny112.npz --data fer2013=../shared/data/fer2013
+
+  # train for exactly 10 minutes (the schedule follows the clock), e.g. in a GPU window
+  fer-train --model emonext_atto --img-size 112 --time-budget 600 --data packed=runs/pack/fer2013 --device cuda
   torchrun --nproc_per_node 4 -m training.cli --model emonext_base --data fer2013=../shared/data/fer2013
 
   # the model names with parameters and GFLOPs at 112 px
@@ -68,7 +72,8 @@ def train_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model and data")
     g.add_argument("--model", help="architecture (see --list-models); default emonext_tiny")
     g.add_argument("--data", action="append", metavar="KIND=PATH",
-                   help="dataset (repeat to merge): fer2013=, ferplus=, ferplus_soft=, ferplus_majority=, folder=")
+                   help="dataset (repeat to merge): fer2013=, ferplus=, ferplus_soft=, ferplus_majority=, folder=, "
+                        "packed=")
     g.add_argument("--model-arg", action="append", metavar="KEY=VALUE", dest="model_kwargs",
                    help="extra model option, e.g. reg_lambda=0.5 or use_rfb=true (repeatable)")
     g.add_argument("--img-size", type=int, help="model input size in pixels; default 224")
@@ -82,6 +87,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--list-models", action="store_true", help="print model names, parameters and GFLOPs and exit")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="default 30")
+    g.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="train for this long instead of --epochs: warmup (first 5%%) and cosine decay follow the "
+                        "share of the budget used; the run ends when it is spent, mid-epoch if need be")
     g.add_argument("--batch-size", type=int, help="per device; default 128")
     g.add_argument("--eval-batch-size", type=int, help="default 2x batch size")
     g.add_argument("--opt", choices=("adamw", "adam"), help="default adamw")
@@ -107,6 +115,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--teacher", metavar="CHECKPOINT", help="teacher checkpoint (same classes) for distillation")
     g.add_argument("--distill-alpha", type=float, help="weight of the distillation loss; default 0.5")
     g.add_argument("--distill-temp", type=float, help="softmax temperature; default 4")
+    g.add_argument("--soft-targets", metavar="NPZ",
+                   help="offline distillation from stored teacher logits (python -m training.teacher_logits): "
+                        "targets = (1 - alpha) * label + alpha * softmax(logits / temp)")
     g = p.add_argument_group("machine and run")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     g.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), help="default auto (bf16/fp16 on CUDA)")
@@ -121,6 +132,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="continue a run exactly (default: runs/<name>/last.pt)")
     g.add_argument("--config", metavar="YAML", help="settings file; command-line flags override it")
     _bool(g, "--progress", "progress bars (default on)")
+    g.add_argument("--log-every", type=float, metavar="SECONDS",
+                   help="without progress bars, a status line this often; default 60")
+    g.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                   help="write last.pt/best.pt at most this often (and always at the end); default 120")
     return p
 
 
@@ -206,6 +221,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args = vars(train_parser().parse_args(argv))
     from training.data import DataError
     from training.engine import NonFiniteLossError
+    from training.train import RunInterrupted, run_training
 
     try:
         if args.pop("list_models", False):
@@ -215,8 +231,6 @@ def train_main(argv: list[str] | None = None) -> int:
         if not cfg.data:
             raise ConfigError("no training data: pass --data KIND=PATH (e.g. --data fer2013=../shared/data/fer2013)")
         check_model_name(cfg.model)
-        from training.train import RunInterrupted, run_training
-
         with _logging_with_tqdm():
             summary = run_training(cfg)
     except (ConfigError, DataError, CheckpointError) as exc:

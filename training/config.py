@@ -36,6 +36,7 @@ class TrainConfig:
     equalize: bool = True
     # schedule and optimiser
     epochs: int = 30
+    time_budget: float | None = None
     batch_size: int = 128
     eval_batch_size: int | None = None
     opt: str = "adamw"
@@ -62,6 +63,7 @@ class TrainConfig:
     teacher: str | None = None
     distill_alpha: float = 0.5
     distill_temp: float = 4.0
+    soft_targets: str | None = None
     # machine
     device: str = "auto"
     amp: str = "auto"
@@ -75,6 +77,8 @@ class TrainConfig:
     exist_ok: bool = False
     resume: str | None = None
     progress: bool = True
+    log_every: float = 60.0
+    checkpoint_every: float = 120.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (safe for YAML and ``weights_only`` checkpoints)."""
@@ -161,6 +165,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"distill_alpha must be in [0, 1], got {cfg.distill_alpha}")
     if not isinstance(cfg.model_kwargs, dict):
         raise ConfigError(f"model_kwargs must be a mapping, got {cfg.model_kwargs!r}")
+    if cfg.time_budget is not None and cfg.time_budget <= 0:
+        raise ConfigError(f"time_budget must be a positive number of seconds, got {cfg.time_budget}")
     if cfg.lr <= 0 or cfg.min_lr < 0:
         raise ConfigError("lr must be > 0 and min_lr >= 0")
 

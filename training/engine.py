@@ -84,19 +84,36 @@ def create_optimizer(model: nn.Module, opt: str, lr: float, weight_decay: float)
     return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **extra)
 
 
+def lr_factor(progress: float, warmup: float, floor: float) -> float:
+    """Linear warmup over ``[0, warmup)``, then cosine decay from 1 to ``floor`` at ``progress`` = 1."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-3)
+    t = (progress - warmup) / max(1.0 - warmup, 1e-9)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+
 def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
                      min_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration schedule: linear warmup to the base LR, then cosine decay down to the floor ``min_lr``."""
     base = optimizer.param_groups[0]["lr"]
     floor = min(min_lr / base, 1.0) if base > 0 else 0.0
 
+    total = max(1, total_steps)
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        return lr_factor(step / total, warmup_steps / total, floor)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def create_time_scheduler(optimizer: torch.optim.Optimizer, fraction: Callable[[], float], warmup: float,
+                          min_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """The same warmup + cosine shape over a time budget: ``fraction()`` is the share of the budget used."""
+    base = optimizer.param_groups[0]["lr"]
+    floor = min(min_lr / base, 1.0) if base > 0 else 0.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: lr_factor(fraction(), warmup, floor))
 
 
 def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, criterion: Callable,

@@ -2,8 +2,8 @@
 
 ``fer-export`` (:func:`main`) and :func:`export_onnx` do, in order:
 
-1. load the checkpoint and build the model from its EMA weights (raw weights with ``--weights raw``,
-   or with a note when the checkpoint holds no EMA);
+1. load the checkpoint and build the model from the weights that won validation (``--weights ema|raw`` to
+   choose; EMA falls back to raw with a note when the checkpoint holds none);
 2. export it with the TorchScript ONNX exporter (``dynamo=False``; still present and working in torch
    2.14): input ``input`` (batch, 3, S, S) with a dynamic batch axis, output ``logits``.
    ``grid_sample`` becomes ONNX ``GridSample`` (opset 16+). EmoNeXt's Spatial Transformer builds its
@@ -430,7 +430,7 @@ def _check_output_path(out_path: Path) -> None:
 def export_onnx(
     ckpt_path: str | Path,
     out_path: str | Path,
-    weights: str = "ema",
+    weights: str = "best",
     fp16: bool = False,
     int8: bool = False,
     calib_specs: Sequence[str] | None = None,
@@ -447,8 +447,8 @@ def export_onnx(
     Args:
         ckpt_path: training checkpoint (``runs/<name>/best.pt``).
         out_path: ``.onnx`` file to write (parent directories are created).
-        weights: ``"ema"`` (default; falls back to raw with a note when there is no EMA), ``"raw"``, or
-            ``"best"`` (the ones recorded as reaching the best validation accuracy).
+        weights: ``"best"`` (default: the ones recorded as reaching the best validation accuracy), ``"ema"``
+            (falls back to raw with a note when there is no EMA) or ``"raw"``.
         fp16: write a float16 model (float32 inputs/outputs).
         int8: write a statically quantised int8 model (QDQ, per-channel); needs calibration faces.
         calib_specs: data specs (``["fer2013=PATH"]``) for int8 calibration (train split faces first).
@@ -494,10 +494,10 @@ def export_onnx(
     import onnx  # heavy imports after the cheap checks, so a wrong path fails at once
     import torch
 
-    from training.checkpoint import build_model_from_checkpoint, select_weights
+    from training.checkpoint import build_model_from_checkpoint
 
     if weights == "best":
-        weights = select_weights(ckpt, "best")[1]
+        weights = ckpt.get("best_weights") or "ema"
         note(f"exporting the {weights} weights, the ones that reached the best validation accuracy", logging.INFO)
     if weights == "ema" and ckpt.get("ema") is None:
         weights = "raw"
@@ -621,9 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a training checkpoint to a self-describing ONNX model and verify it against PyTorch.")
     parser.add_argument("--checkpoint", required=True, help="training checkpoint, e.g. runs/emonext_t/best.pt")
     parser.add_argument("--out", required=True, help="ONNX file to write, e.g. models/emonext_t.onnx")
-    parser.add_argument("--weights", choices=("ema", "raw", "best"), default="ema",
-                        help="EMA weights (default; raw when the checkpoint has none), the raw weights, or "
-                             "best: whichever of the two reached the best validation accuracy")
+    parser.add_argument("--weights", choices=("ema", "raw", "best"), default="best",
+                        help="best (default): whichever of the raw and EMA weights reached the best validation "
+                             "accuracy; ema (raw when the checkpoint has none); raw")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="float16 weights and compute (float32 input/output)")
     precision.add_argument("--int8", action="store_true", help="static int8 quantisation (QDQ, per-channel)")

@@ -4,7 +4,12 @@
 ``config.yaml``, ``metrics.jsonl``, ``last.pt`` (every epoch), ``best.pt`` (best validation accuracy of the raw
 or the EMA weights), ``curves.png``, then on the test split ``report.json`` and ``confusion_matrix.png``.
 
-Stops: Ctrl-C finishes the current step, saves ``last.pt`` (resumable mid-epoch) and raises
+With ``time_budget`` the run trains for that many seconds instead of ``epochs``: warmup (the first 5%) and the
+cosine decay follow the share of the budget used, and the run ends when it is spent, mid-epoch if need be, then
+validates, saves and reports as usual. Checkpoints are written after the first epoch, then at most every
+``checkpoint_every`` seconds and at the end; the best weights wait in memory in between.
+
+Stops: Ctrl-C or SIGTERM finishes the current step, saves ``last.pt`` (resumable mid-epoch) and raises
 :class:`RunInterrupted`; a non-finite loss raises :class:`engine.NonFiniteLossError` without touching the
 checkpoints of the last good epoch.
 """
@@ -15,6 +20,7 @@ import logging
 import random
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,7 @@ import torch
 from torch import nn
 
 from training import engine
+from training.budget import BudgetClock
 from training.checkpoint import (CheckpointError, build_model_from_checkpoint, load_checkpoint, rng_state,
                                  save_checkpoint, set_rng_state)
 from training.config import ConfigError, TrainConfig, save_yaml
@@ -99,9 +106,12 @@ def check_run_dir(cfg: TrainConfig, resuming: bool) -> Path:
     return run_dir
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+
+
 @contextmanager
 def stop_on_sigint():
-    """While active, the first Ctrl-C only sets a flag (checked between steps); the second aborts at once."""
+    """While active, the first Ctrl-C (or SIGTERM) only sets a flag (checked between steps); the second aborts."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield flag.is_set
@@ -111,13 +121,33 @@ def stop_on_sigint():
         if flag.is_set():
             raise KeyboardInterrupt
         flag.set()
-        log.warning("Ctrl-C: stopping after the current step and saving last.pt (Ctrl-C again to abort now)")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.warning("%s: stopping after the current step and saving last.pt (Ctrl-C again to abort now)", name)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield flag.is_set
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint dict whose tensors (one level of nesting deep) are copied to the CPU."""
+    def copy(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", copy=True)
+        if isinstance(value, dict):
+            return {k: copy(v) for k, v in value.items()}
+        return value
+    return {k: copy(v) for k, v in state.items()}
+
+
+def partial_epoch_stats(progress: dict[str, float], optimizer: torch.optim.Optimizer, steps: int) -> dict[str, Any]:
+    """``train_one_epoch``'s result for an epoch cut short by the time budget (this rank's sums)."""
+    return {"train_loss": progress["loss_sum"] / max(progress["count"], 1), "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": progress["images"] / max(progress["seconds"], 1e-9), "seconds": progress["seconds"],
+            "steps": steps, "images": int(progress["images"]), "progress": progress}
 
 
 def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
@@ -238,7 +268,12 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
                      seed=cfg.seed, subset=cfg.subset, cache_dir=cfg.cache_dir, progress=progress)
     classes, num_classes = tuple(data.classes), len(data.classes)
     train_split = data.train
-    targets = torch.from_numpy(train_split.soft if train_split.soft is not None else train_split.labels)
+    if cfg.soft_targets:
+        from training.teacher_logits import soft_targets
+
+        targets = torch.from_numpy(soft_targets(cfg.soft_targets, train_split, cfg.distill_alpha, cfg.distill_temp))
+    else:
+        targets = torch.from_numpy(train_split.soft if train_split.soft is not None else train_split.labels)
     channels_last = bool(cfg.channels_last)
     batches = TrainBatches(
         torch.from_numpy(train_split.images).to(device), targets.to(device), num_classes, cfg.batch_size,
@@ -263,8 +298,12 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
         ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
     steps = batches.steps_per_epoch()
     optimizer = engine.create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay)
-    warmup = min(int(round(cfg.warmup_epochs * steps)), cfg.epochs * steps // 2)  # short runs: half at most
-    scheduler = engine.create_scheduler(optimizer, cfg.epochs * steps, warmup, cfg.min_lr)
+    clock = BudgetClock(cfg.time_budget, float(resume.get("elapsed_s") or 0.0) if resume is not None else 0.0)
+    if cfg.time_budget:
+        scheduler = engine.create_time_scheduler(optimizer, clock.fraction, 0.05, cfg.min_lr)
+    else:
+        warmup = min(int(round(cfg.warmup_epochs * steps)), cfg.epochs * steps // 2)  # short runs: half at most
+        scheduler = engine.create_scheduler(optimizer, cfg.epochs * steps, warmup, cfg.min_lr)
     amp = engine.Amp.resolve(cfg.amp, device)
     scaler = amp.scaler()
     meta = make_meta(cfg, data)
@@ -306,32 +345,54 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
                 "scheduler": scheduler.state_dict() if full else None,
                 "scaler": scaler.state_dict() if full else None,
                 "epoch": epoch, "step_in_epoch": step, "epoch_progress": progress_state,
-                "best_acc": best_acc, "best_weights": best_weights,
+                "best_acc": best_acc, "best_weights": best_weights, "elapsed_s": clock.elapsed(),
                 "rng": rngs_all if full else None, "config": cfg.to_dict(), "meta": meta}
 
-    log.info("training %s on %s (%d classes, %d train / %d val images) at %d px on %s, AMP %s, %d steps/epoch",
+    n_epochs = cfg.epochs if not cfg.time_budget else 1 << 30
+    log.info("training %s on %s (%d classes, %d train / %d val images) at %d px on %s, AMP %s, %d steps/epoch, %s",
              cfg.model, data.name, num_classes, len(train_split), len(data.val), cfg.img_size, device, amp.name,
-             steps)
-    with stop_on_sigint() as stop_requested:
-        for epoch in range(start_epoch, cfg.epochs):
+             steps, f"{cfg.time_budget:.0f} s budget" if cfg.time_budget else f"{cfg.epochs} epochs")
+    pending_best: dict[str, Any] | None = None  # best weights not yet written to best.pt
+    last_save = -float("inf")  # the first epoch is always written, then at most every checkpoint_every seconds
+    epoch = start_epoch
+    clock.start()
+    with stop_on_sigint() as sigint:
+        def stop_requested() -> bool:
+            return sigint() or clock.done()
+
+        while epoch < n_epochs and not clock.done():
+            budget_spent = False
             try:
-                stats = engine.train_one_epoch(
-                    train_model, batches, criterion, optimizer, scheduler, scaler, amp, epoch, raw_model=model,
-                    ema=ema, clip_grad=cfg.clip_grad, teacher=teacher, distill_alpha=cfg.distill_alpha,
-                    distill_temp=cfg.distill_temp, distill_fn=distillation_loss, start=start_progress,
-                    stop_requested=stop_requested, info=info, check_every=10 if device.type == "cuda" else 1,
-                    progress=progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                try:
+                    stats = engine.train_one_epoch(
+                        train_model, batches, criterion, optimizer, scheduler, scaler, amp, epoch, raw_model=model,
+                        ema=ema, clip_grad=cfg.clip_grad, teacher=teacher, distill_alpha=cfg.distill_alpha,
+                        distill_temp=cfg.distill_temp, distill_fn=distillation_loss, start=start_progress,
+                        stop_requested=stop_requested, info=info, check_every=10 if device.type == "cuda" else 1,
+                        progress=progress, desc=f"epoch {epoch + 1}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
+                        log_every_s=cfg.log_every)
+                except engine.TrainingInterrupted as stop:
+                    if sigint():
+                        raise
+                    budget_spent = True  # the budget ran out mid-epoch: validate what was trained
+                    stats = partial_epoch_stats(stop.progress, optimizer, steps)
                 start_progress = None
                 val = engine.evaluate(model, val_images, data.val.labels, classes, cfg.img_size, eval_bs,
-                                      desc="val raw", stop_requested=stop_requested, **eval_kw)
+                                      desc="val raw", stop_requested=sigint, **eval_kw)
                 ema_val = engine.evaluate(ema.module, val_images, data.val.labels, classes, cfg.img_size, eval_bs,
-                                          desc="val EMA", stop_requested=stop_requested, **eval_kw) \
+                                          desc="val EMA", stop_requested=sigint, **eval_kw) \
                     if ema is not None else None
+            except engine.NonFiniteLossError:
+                if main and pending_best is not None:  # the best weights so far were good: keep them
+                    save_checkpoint(pending_best, run_dir / "best.pt")
+                raise
             except engine.TrainingInterrupted as stop:
                 progress_state = stop.progress or dict(stats["progress"])
                 rngs_all = all_gather_objects(rng_state(batches.generators), info)
                 if main:
                     save_checkpoint(state(epoch, int(progress_state["step"]), progress_state), run_dir / "last.pt")
+                    if pending_best is not None:
+                        save_checkpoint(pending_best, run_dir / "best.pt")
                 barrier(info)
                 raise RunInterrupted(
                     f"interrupted at epoch {epoch + 1}, step {int(progress_state['step'])}/{steps}; saved "
@@ -344,18 +405,26 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
             if is_best:
                 best_acc, best_weights = max(acc_raw, acc_ema), epoch_best
             row = dict(epoch_row(epoch + 1, stats, val, ema_val), best=is_best, best_acc=best_acc,
-                       best_weights=best_weights)
+                       best_weights=best_weights, elapsed_s=round(clock.elapsed(), 1))
             rngs_all = all_gather_objects(rng_state(batches.generators), info)
+            epoch += 1
+            final = budget_spent or clock.done() or epoch >= n_epochs
             if main:
                 append_jsonl(run_dir / "metrics.jsonl", row)
-                save_checkpoint(state(epoch + 1), run_dir / "last.pt")
                 if is_best:
-                    save_checkpoint(state(epoch + 1, full=False), run_dir / "best.pt")
-                plot_curves(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "curves.png")
+                    pending_best = cpu_copy(state(epoch, full=False))
+                if final or time.monotonic() - last_save >= cfg.checkpoint_every:
+                    save_checkpoint(state(epoch), run_dir / "last.pt")
+                    if pending_best is not None:
+                        save_checkpoint(pending_best, run_dir / "best.pt")
+                        pending_best = None
+                    plot_curves(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "curves.png")
+                    last_save = time.monotonic()
                 ema_txt = f", EMA {acc_ema:.4f}" if ema_val else ""
-                log.info("epoch %d/%d: train loss %.4f, val acc %.4f%s (best %.4f %s), %.0f img/s, %.0f s",
-                         epoch + 1, cfg.epochs, stats["train_loss"], acc_raw, ema_txt, best_acc, best_weights,
-                         stats["images_per_s"], stats["seconds"])
+                budget_txt = f", {clock.fraction():.0%} of the budget" if cfg.time_budget else ""
+                log.info("epoch %d%s: train loss %.4f, val acc %.4f%s (best %.4f %s), %.0f img/s, %.0f s%s",
+                         epoch, "" if cfg.time_budget else f"/{cfg.epochs}", stats["train_loss"], acc_raw, ema_txt,
+                         best_acc, best_weights, stats["images_per_s"], stats["seconds"], budget_txt)
 
     barrier(info)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "best_acc": best_acc, "best_weights": best_weights}

@@ -8,6 +8,8 @@ of uint8 images already ``prepare_gray``-ed. One file per job:
   each returning a :class:`~training.data.listing.Listing` (files, labels, fixed splits).
 - ``splits.py``: seeded stratified / subject splits and subsets.
 - ``images.py``: parallel decoding; ``cache.py``: the ``.npz`` cache; ``combine.py``: merging.
+- ``pack.py``: a whole dataset as one JPEG mosaic + index, small enough to travel to a GPU box
+  (``packed=PATH``).
 - ``load.py``: ``load_data`` tying these together.
 """
 

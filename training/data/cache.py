@@ -18,7 +18,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
 from .listing import Listing
 
@@ -30,7 +29,13 @@ CACHE_VERSION = 1
 def default_cache_dir() -> Path:
     """``$FER_DATA_CACHE`` if set, else ``<user cache dir>/fer-app/datasets``."""
     env = os.environ.get("FER_DATA_CACHE")
-    return Path(env) if env else Path(platformdirs.user_cache_dir("fer-app")) / "datasets"
+    if env:
+        return Path(env)
+    try:  # platformdirs is not everywhere (a bare GPU box); the cache is then under ~/.cache
+        import platformdirs
+    except ImportError:
+        return Path.home() / ".cache" / "fer-app" / "datasets"
+    return Path(platformdirs.user_cache_dir("fer-app")) / "datasets"
 
 
 def tree_stats(path: Path) -> tuple[int, int, int]:

@@ -18,6 +18,7 @@ from .fer2013_csv import read_fer2013_csv
 from .ferplus import read_ferplus
 from .folder import read_folder
 from .images import decode_all, parse_pixels, read_image
+from .pack import read_pack
 from .listing import SPLIT_DIRS, Listing, subdirs
 from .specs import parse_spec
 from .splits import complete_splits, subset_indices
@@ -71,12 +72,18 @@ def load_one(
     progress: bool,
 ) -> FaceData:
     """Load one dataset spec (see :func:`load_data`); decodes only the chosen images with ``subset``."""
-    reader_kind, source, read = choose_reader(kind, path)
-    cache_path = cache.cache_file(cache_dir, reader_kind, source, cache_size, equalize)
-    hit = cache.load(cache_path)
+    if kind == "packed":  # a pack is decoded already: no reader, no cache
+        kind, listing, images = read_pack(path, equalize)
+        if images.shape[1] != cache_size:
+            raise DataError(f"{path}: the pack holds {images.shape[1]} px faces, cache_size is {cache_size}")
+        hit, cache_path = (listing, images, np.ones(len(listing), bool)), None
+    else:
+        reader_kind, source, read = choose_reader(kind, path)
+        cache_path = cache.cache_file(cache_dir, reader_kind, source, cache_size, equalize)
+        hit = cache.load(cache_path)
     if hit:
         listing, images, ok = hit
-        logger.info("%s: loaded from the cache %s", source, cache_path)
+        logger.info("%s: loaded from %s", path, cache_path or "the pack")
     else:
         listing, images, ok = read(source), None, None
     split = complete_splits(listing, seed)

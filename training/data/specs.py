@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     "ferplus_soft": "FER+ with the vote distribution as soft targets",
     "ferplus_majority": "FER+ with the official strict-majority labels (ambiguous faces dropped)",
     "folder": "any class-per-folder dataset (CK+48, JAFFE, KDEF, RAF-DB style)",
+    "packed": "a dataset pack (python -m training.data.pack): any of the above as one JPEG mosaic + index",
 }
 
 

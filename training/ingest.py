@@ -1,0 +1,152 @@
+"""Take a GPU window's results in at home: check and join the parts, rebuild the models, measure them again.
+
+    python -m training.ingest OUT --data fer2013=../shared/data/fer2013 --runs runs/window1 --teachers models/teachers
+
+For each job whose weights came home: ``<runs>/<job>/best.pt`` (the float16 weights back in float32), an ONNX
+file checked against PyTorch on the original faces (``fer-export``), and ``fer-eval`` of that ONNX file on the
+validation and test splits (plain and flip). Teacher logits are copied to ``--teachers`` (they are small and live
+in the repo, for ``fer-train --soft-targets``). The figures go to ``<runs>/ingest.json`` and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+
+class IngestError(RuntimeError):
+    """Missing, damaged or incomplete window results."""
+
+
+def read_bundle(out: Path) -> tuple[dict[str, Any], bytes]:
+    """``(summary, bundle bytes)`` with every part and the whole checked against their sha256.
+
+    Raises:
+        IngestError: no summary, a missing part, a checksum mismatch.
+    """
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise IngestError(f"{out}: no readable summary.json ({err})") from None
+    chunks = []
+    for part in summary["bundle"]["parts"]:
+        path = out / part["file"]
+        if not path.is_file():
+            raise IngestError(f"{path}: part missing")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != part["sha256"]:
+            raise IngestError(f"{path}: sha256 mismatch (damaged in transfer?)")
+        chunks.append(data)
+    bundle = b"".join(chunks)
+    if hashlib.sha256(bundle).hexdigest() != summary["bundle"]["sha256"]:
+        raise IngestError(f"{out}: the joined bundle does not match its sha256")
+    return summary, bundle
+
+
+def extract(data: bytes, dest: Path, gz: bool = False) -> list[str]:
+    """Unpack a tar held in memory into ``dest`` (no paths outside it). Returns the member names."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz" if gz else "r") as tar:
+        names = tar.getnames()
+        for name in names:
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise IngestError(f"refusing the archive member {name}")
+        tar.extractall(dest)  # members checked above
+    return names
+
+
+def restore_checkpoint(small: Path, dest: Path) -> None:
+    """A float16 weights file back into a float32 ``best.pt`` that fer-export and fer-eval read."""
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(small)
+    ckpt["model"] = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["model"].items()}
+    save_checkpoint(ckpt, dest)
+
+
+def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | Path | None = None,
+           prefix: str = "", verify_images: int = 500, subset: int | None = None,
+           progress: bool = False) -> dict[str, Any]:
+    """Check, unpack, rebuild and measure a window's results. Returns the figures per job."""
+    from training.evaluate import evaluate_onnx
+    from training.export import export_onnx
+
+    out, runs = Path(out), Path(runs)
+    summary, bundle = read_bundle(out)
+    extract(bundle, runs)
+    if (out / "logs.tar.gz").is_file():
+        extract((out / "logs.tar.gz").read_bytes(), runs, gz=True)
+    results: dict[str, Any] = {}
+    for name, job in summary.get("jobs", {}).items():
+        job_dir = runs / name
+        row: dict[str, Any] = {"window": {k: (job.get("result") or {}).get(k) for k in
+                                          ("status", "best_val_acc", "test", "model", "img_size")},
+                               "epochs": job.get("epochs")}
+        if (job_dir / "logits.npz").is_file() and teachers:
+            dest = Path(teachers) / f"{prefix}{name}.npz"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(job_dir / "logits.npz", dest)
+            row["teacher_logits"] = str(dest)
+        if not (job_dir / "weights_fp16.pt").is_file():
+            row["status"] = "weights did not come home"
+            results[name] = row
+            continue
+        restore_checkpoint(job_dir / "weights_fp16.pt", job_dir / "best.pt")
+        onnx_path = job_dir / f"{name}.onnx"
+        figures = export_onnx(job_dir / "best.pt", onnx_path, verify_specs=data, verify_images=verify_images,
+                              progress=progress)
+        row["verify"] = figures.get("verify")
+        row["eval"] = {}
+        for split in ("val", "test"):
+            report, _ = evaluate_onnx(onnx_path, data, split, "none,flip", job_dir / f"eval_{split}",
+                                      subset=subset, progress=progress)
+            row["eval"][split] = {mode: r["accuracy"] for mode, r in report["tta"].items()}
+        row["onnx"] = str(onnx_path)
+        row["status"] = "ok"
+        results[name] = row
+    (runs / "ingest.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", help="the folder the window wrote (summary.json, bundle.tar.NN, logs.tar.gz)")
+    p.add_argument("--data", action="append", required=True, metavar="KIND=PATH",
+                   help="the original dataset, for the ONNX checks and fer-eval")
+    p.add_argument("--runs", default="runs/window", help="where the jobs' folders go")
+    p.add_argument("--teachers", help="folder for the teacher logits, e.g. models/teachers")
+    p.add_argument("--prefix", default="", help="prefix of the teacher-logit file names, e.g. fer2013_")
+    p.add_argument("--subset", type=int, help="evaluate N faces per split only (quick checks)")
+    args = p.parse_args(argv)
+    import logging
+
+    from training.data import DataError
+    from training.evaluate import EvalError
+    from training.export import ExportError, VerificationError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        results = ingest(args.out, args.data, args.runs, args.teachers, args.prefix, subset=args.subset)
+    except (IngestError, DataError, EvalError, ExportError, VerificationError) as err:
+        print(f"ingest: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{'job':<16} {'status':<26} {'val':>7} {'val+flip':>9} {'test':>7} {'test+flip':>10}")
+    for name, row in results.items():
+        ev = row.get("eval") or {}
+        cells = [ev.get(s, {}).get(m) for s in ("val", "test") for m in ("none", "flip")]
+        print(f"{name:<16} {row['status']:<26} " + " ".join(f"{c:>{w}.4f}" if c is not None else f"{'-':>{w}}"
+                                                          for c, w in zip(cells, (7, 9, 7, 10))))
+    print(f"figures: {Path(args.runs) / 'ingest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
