@@ -37,12 +37,13 @@ class ControlsPanel(QWidget):
     equalize_changed = Signal(bool)
     confidence_changed = Signal(float)
     small_faces_changed = Signal(bool)
+    align_changed = Signal(bool)
     pause_toggled = Signal(bool)
     snapshot_requested = Signal()
     record_toggled = Signal(bool)
 
     def __init__(self, models: Sequence[Path], providers: Sequence[str], smoothing: float = 0.6,
-                 equalize: bool = True, confidence: float = 0.5, small_faces: bool = False,
+                 equalize: bool = True, confidence: float = 0.5, small_faces: bool = False, align: bool = True,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
@@ -111,6 +112,11 @@ class ControlsPanel(QWidget):
                                           "about a tenth of the frame width, at about five times the detection time")
         self.small_faces_check.setChecked(small_faces)
         form.addRow(self.small_faces_check)
+        self.align_check = QCheckBox("Turn faces upright")
+        self.align_check.setToolTip("Rotate each face so its eyes are level before reading its expression, as in "
+                                    "the training faces")
+        self.align_check.setChecked(align)
+        form.addRow(self.align_check)
         layout.addWidget(box)
 
         # Actions
@@ -140,6 +146,7 @@ class ControlsPanel(QWidget):
         self.equalize_check.toggled.connect(self.equalize_changed)
         self.confidence_slider.valueChanged.connect(self._emit_confidence)
         self.small_faces_check.toggled.connect(self.small_faces_changed)
+        self.align_check.toggled.connect(self.align_changed)
         self.pause_button.toggled.connect(self._on_pause)
         self.snapshot_button.clicked.connect(self.snapshot_requested)
         self.record_button.toggled.connect(self._on_record)

@@ -78,7 +78,8 @@ class AutoQuit:
             return
         self.done = True
         processed = self.window.last_stats.get("frames_processed", 0)
-        ok = processed > 0 and (reason is None or "timed out" not in reason)
+        # a model that did not load or a provider that is not there is a failure, even if frames went by
+        ok = processed > 0 and (reason is None or "timed out" not in reason) and not self.window.last_error
         if reason is not None:
             print(f"fer-app: stopped after {processed} of {self.frames} frames: {reason}", file=sys.stderr)
         if self.window.last_error:
@@ -112,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     auto_quit = args.screenshot is not None or args.quit_after_frames is not None
     if args.screenshot:
-        Path(args.screenshot).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(args.screenshot).expanduser().resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"fer-app: cannot create the folder for the screenshot {args.screenshot}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 2
 
     if auto_quit:
         use_offscreen_if_headless()  # screenshots and smoke tests work without a display
@@ -130,13 +137,24 @@ def main(argv: list[str] | None = None) -> int:
     if auto_quit:
         frames = args.quit_after_frames if args.quit_after_frames is not None else DEFAULT_SCREENSHOT_FRAMES
         quitter = AutoQuit(qt_app, window, max(1, frames), args.screenshot, args.timeout)
-    # Ctrl+C in the terminal closes the window (Python handles signals only when it gets to run).
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    # Ctrl+C, SIGTERM and SIGHUP close the window like its close button: the worker stops and a recording is
+    # finished (a playable MP4, every CSV row). Python handles signals only when it gets to run: hence the tick.
+    stopped_by: list[int] = []
+
+    def stop(signum: int, _frame) -> None:
+        stopped_by.append(signum)
+        window.close()
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
     tick = QTimer()
     tick.start(250)
     tick.timeout.connect(lambda: None)
     rc = qt_app.exec()
     del quitter
+    if stopped_by:
+        return 128 + stopped_by[0]  # the shell convention: 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
     return int(rc)
 
 

@@ -107,7 +107,7 @@ class MainWindow(QMainWindow):
         providers = available_providers()
         self.controls = ControlsPanel(models, providers, smoothing=self.settings.smoothing,
                                       equalize=self.settings.equalize, confidence=self.settings.min_confidence,
-                                      small_faces=self.settings.small_faces)
+                                      small_faces=self.settings.small_faces, align=self.settings.align)
         self.controls.set_model(model or _default_model())
         self.controls.set_provider(provider)
         self.view = VideoView()
@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         c.equalize_changed.connect(lambda on: self._change(equalize=on))
         c.confidence_changed.connect(lambda v: self._change(min_confidence=v))
         c.small_faces_changed.connect(lambda on: self._change(small_faces=on))
+        c.align_changed.connect(lambda on: self._change(align=on))
         c.pause_toggled.connect(self.set_paused)
         c.snapshot_requested.connect(self.choose_snapshot)
         c.record_toggled.connect(self._on_record_toggled)

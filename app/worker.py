@@ -29,7 +29,7 @@ from PySide6.QtGui import QImage
 
 from fer_core.draw import draw_results
 from fer_core.pipeline import FrameResult, Pipeline
-from fer_core.sources import open_source
+from fer_core.sources import ImageSource, open_source
 
 from app.recorder import Recorder
 
@@ -50,6 +50,7 @@ class WorkerSettings:
         equalize: histogram equalisation of face crops.
         min_confidence: face-detection confidence threshold.
         small_faces: also search tiles of the frame for small (far) faces; slower.
+        align: turn tilted faces upright (eye keypoints) before classifying them.
         paused: hold the current frame (settings changes still re-process it).
         selected_track: the face shown in the side panel; ``None`` = the largest face.
         pace_video: play video files at their own frame rate instead of as fast as possible.
@@ -62,6 +63,7 @@ class WorkerSettings:
     equalize: bool = True
     min_confidence: float = 0.5
     small_faces: bool = False
+    align: bool = True
     paused: bool = False
     selected_track: int | None = None
     pace_video: bool = True
@@ -69,7 +71,7 @@ class WorkerSettings:
     def processing_key(self) -> tuple:
         """The settings that change a result (a held frame is re-processed when they change)."""
         return (self.model_path, self.provider, self.smoothing, self.equalize, self.min_confidence,
-                self.small_faces)
+                self.small_faces, self.align)
 
 
 class RateMeter:
@@ -218,6 +220,7 @@ class InferenceWorker(QObject):
         self._record_request: tuple[str, str | None] | None = None
         # Owned by the worker thread:
         self.source: Any = None
+        self._still = False
         self.pipeline: Pipeline | None = None
         self.recorder: Recorder | None = None
         self._grabber: LatestFrameGrabber | None = None
@@ -324,6 +327,7 @@ class InferenceWorker(QObject):
         name = describe_source(self.source_spec)
         try:
             self.source = open_source(self.source_spec)
+            self._still = isinstance(self.source, ImageSource)  # photos: no tracking or smoothing across them
         except Exception as exc:  # SourceError, or anything unexpected: a message either way
             text = str(exc).rstrip(".")
             text = text[0].upper() + text[1:] if text.lower().startswith(name.lower()) else f"Cannot open {name}: {text}"
@@ -347,7 +351,7 @@ class InferenceWorker(QObject):
         try:
             pipeline = Pipeline(model_path=s.model_path, provider=s.provider, face_model=s.face_model,
                                 min_confidence=s.min_confidence, smoothing=s.smoothing, equalize=s.equalize,
-                                small_faces=s.small_faces)
+                                small_faces=s.small_faces, align=s.align)
         except Exception as exc:
             what = Path(s.model_path).name if s.model_path else "the default model"
             keep = f" Still using {Path(str(self.pipeline.model_path)).name}." if self.pipeline else ""
@@ -370,6 +374,7 @@ class InferenceWorker(QObject):
             self.pipeline.equalize = s.equalize
             self.pipeline.min_confidence = s.min_confidence
             self.pipeline.small_faces = s.small_faces
+            self.pipeline.align = s.align
 
     def _next_frame(self, s: WorkerSettings) -> tuple[int, float, np.ndarray] | None:
         if self._grabber is not None:
@@ -452,7 +457,7 @@ class InferenceWorker(QObject):
         if self.pipeline is None:
             return FrameResult(faces=[], timings={}, frame_shape=tuple(frame.shape))
         try:
-            return self.pipeline.process(frame)
+            return self.pipeline.process(frame, still=self._still)
         except Exception as exc:
             log.exception("pipeline failed")
             self.error.emit(f"Processing a frame failed: {exc}")

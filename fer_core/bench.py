@@ -119,12 +119,13 @@ def synthetic_clip(n_faces: int, size: tuple[int, int] = (640, 480), n_frames: i
     return frames
 
 
-def load_clip(source: str | Path, max_frames: int = MAX_SOURCE_FRAMES) -> list[np.ndarray]:
-    """Up to ``max_frames`` frames of a video / image / folder source, kept in memory for timing."""
-    from fer_core.sources import SourceError, open_source
+def load_source(source: str | Path, max_frames: int = MAX_SOURCE_FRAMES) -> tuple[list[np.ndarray], bool]:
+    """(frames, still): up to ``max_frames`` frames of a file source, and whether they are independent photos."""
+    from fer_core.sources import ImageSource, SourceError, open_source
 
     frames = []
     with open_source(str(source)) as src:
+        still = isinstance(src, ImageSource)
         if src.is_live:
             raise SourceError(f"{src.name}: benchmarks need a file source (video, image or folder), not a live one")
         for _, _, frame in src:
@@ -133,7 +134,7 @@ def load_clip(source: str | Path, max_frames: int = MAX_SOURCE_FRAMES) -> list[n
                 break
         if not frames:
             raise SourceError(f"{src.name}: no frames could be read")
-    return frames
+    return frames, still
 
 
 # --------------------------------------------------------------------------- statistics
@@ -311,9 +312,9 @@ def run_benchmark(
             loop.progress.step(loop.steps)
             continue
         if n_faces not in clips:
-            clips[n_faces] = (load_clip(source) if source is not None
-                              else synthetic_clip(n_faces, size=frame_size, n_frames=n_frames))
-        frames = clips[n_faces]
+            clips[n_faces] = (load_source(source) if source is not None
+                              else (synthetic_clip(n_faces, size=frame_size, n_frames=n_frames), False))
+        frames, still = clips[n_faces]
         try:
             pipe = Pipeline(model_path=model_path, provider=provider, face_model=face_model, small_faces=small_faces)
         except Exception as exc:  # a bad model or provider must not end the whole benchmark
@@ -330,8 +331,8 @@ def run_benchmark(
             samples: dict[str, list[float]] = {s: [] for s in STAGES}
             faces_seen: list[int] = []
 
-            def one(i: int, _frames: list[np.ndarray] = frames) -> None:
-                result = pipe.process(_frames[i % len(_frames)])
+            def one(i: int, _frames: list[np.ndarray] = frames, _still: bool = still) -> None:
+                result = pipe.process(_frames[i % len(_frames)], still=_still)
                 if i >= loop.warmup:
                     for stage in STAGES:
                         samples[stage].append(float(result.timings.get(stage, math.nan)))

@@ -8,10 +8,13 @@ line on stderr and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoothing", type=smoothing_arg, default=0.6,
                    help="per-face temporal smoothing of the probabilities, 0 = off (0.6)")
     p.add_argument("--no-equalize", action="store_true", help="skip histogram equalisation of the face crops")
+    p.add_argument("--no-align", action="store_true",
+                   help="do not turn tilted faces upright (by the eye keypoints) before classifying them")
     p.add_argument("--small-faces", action="store_true",
                    help="also search four overlapping tiles of each frame for small (far) faces; about five "
                         "times the detection time")
@@ -236,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         pipe = Pipeline(model_path=model_path, provider=args.provider, face_model=args.face_model,
                         min_confidence=args.min_confidence, smoothing=args.smoothing,
-                        equalize=not args.no_equalize, small_faces=args.small_faces,
+                        equalize=not args.no_equalize, small_faces=args.small_faces, align=not args.no_align,
                         running_mode="image" if isinstance(source, ImageSource) else "video")
         stack.append(pipe)
         output = AnnotatedOutput(args.out, source)
@@ -245,16 +250,45 @@ def run(args: argparse.Namespace) -> int:
         records = None
         if record_path:
             try:
-                records = FaceRecordWriter(record_path, pipe.labels)
+                records = FaceRecordWriter(record_path, pipe.labels, with_source=isinstance(source, ImageSource))
             except OSError as exc:
                 raise CliError(f"cannot write {record_path}: {exc.strerror or exc}") from None
             stack.append(records)
         window = Window(args.show)
         stack.append(window)
-        return _loop(args, source, pipe, output, records, window, tqdm, draw_results)
+        with stop_signals():
+            return _loop(args, source, pipe, output, records, window, tqdm, draw_results)
     finally:
         for obj in reversed(stack):
             obj.close()
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl+C (finish the video and the records), then exit with 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_on(signum: int, _frame: Any) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """While active, SIGTERM and SIGHUP raise :class:`Stopped` in the main thread (Ctrl+C raises
+    ``KeyboardInterrupt`` as always), so the loop can end cleanly."""
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {n: signal.signal(getattr(signal, n), _stop_on) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in previous.items():
+            signal.signal(getattr(signal, n), handler)
 
 
 def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOutput, records: Any,
@@ -268,16 +302,19 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
     n_frames = n_faces = 0
     fps_ema: float | None = None
     start = last = time.perf_counter()
-    interrupted = False
+    interrupted = 0  # the signal that stopped the run
+    from fer_core.sources import ImageSource
+
+    still = isinstance(source, ImageSource)  # photos are independent: no tracking or smoothing across them
     try:
         for idx, t_ms, frame in source:
-            result = pipe.process(frame, int(t_ms))
+            result = pipe.process(frame, int(t_ms), still=still)
             n_frames += 1
             n_faces += len(result.faces)
             for key, values in timings.items():
                 values.append(float(result.timings.get(key, float("nan"))))
             if records is not None:
-                records.write(idx, t_ms, result.faces)
+                records.write(idx, t_ms, result.faces, source=str(source.last_path) if still else "")
             now = time.perf_counter()
             dt = now - last
             last = now
@@ -291,12 +328,16 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
             bar.update(1)
             if window.quit or (args.max_frames is not None and n_frames >= args.max_frames):
                 break
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        interrupted = getattr(exc, "signum", signal.SIGINT)
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
-    _print_summary(source, pipe, n_frames, n_faces, elapsed, timings, output, records, interrupted)
+    _print_summary(source, pipe, n_frames, n_faces, elapsed, timings, output, records, bool(interrupted))
+    if interrupted:
+        name = "Ctrl+C" if interrupted == signal.SIGINT else signal.Signals(interrupted).name
+        print(f"{PROG}: stopped by {name}; the outputs hold the {n_frames} frames processed", file=sys.stderr)
+        return 128 + int(interrupted)  # 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
     if source.error:
         print(f"{PROG}: error: {source.error}", file=sys.stderr)
         return 1

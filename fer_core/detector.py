@@ -46,12 +46,17 @@ class DetectorError(RuntimeError):
     """No face detector at all could be created."""
 
 
+Eyes = tuple[tuple[float, float], tuple[float, float]]
+
+
 @dataclass(frozen=True)
 class Detection:
-    """One face: ``box`` = (x, y, w, h) integer pixels inside the frame, ``score`` in [0, 1]."""
+    """One face: ``box`` = (x, y, w, h) integer pixels inside the frame, ``score`` in [0, 1], and ``eyes``: the
+    two eye centres (x, y) in frame pixels, the one on the image's left first (``None`` from the Haar fallback)."""
 
     box: tuple[int, int, int, int]
     score: float
+    eyes: Eyes | None = None
 
 
 def to_rgb(frame: np.ndarray) -> np.ndarray:
@@ -117,22 +122,22 @@ def tile_boxes(width: int, height: int, fraction: float = TILE_FRACTION) -> list
 
 
 def merge_same_faces(raw: list) -> list:
-    """Keep the best-scoring box of each face among ``[((x, y, w, h), score), ...]`` found more than once.
+    """Keep the best-scoring box of each face among ``[((x, y, w, h), score, ...), ...]`` found more than once.
 
     Two boxes are the same face when their intersection covers at least ``SAME_FACE_OVERLAP`` of the
     smaller box (a tile may see only part of a face that the whole frame sees entirely).
     """
     kept: list = []
-    for (x, y, w, h), score in sorted(raw, key=lambda r: -r[1]):
-        same = False
-        for (kx, ky, kw, kh), _ in kept:
+    for item in sorted(raw, key=lambda r: -r[1]):
+        (x, y, w, h), same = item[0], False
+        for (kx, ky, kw, kh), *_ in kept:
             iw = min(x + w, kx + kw) - max(x, kx)
             ih = min(y + h, ky + kh) - max(y, ky)
             if iw > 0 and ih > 0 and iw * ih >= SAME_FACE_OVERLAP * min(w * h, kw * kh):
                 same = True
                 break
         if not same:
-            kept.append(((x, y, w, h), score))
+            kept.append(item)
     return kept
 
 
@@ -292,10 +297,12 @@ class FaceDetector:
             small, scale = downscale(frame, min(self.max_side, HAAR_MAX_SIDE))
             raw = self._detect_haar(small)
         faces = []
-        for (x, y, w, h), score in raw:
+        for (x, y, w, h), score, eyes in raw:
             box = _clip_box(x, y, w, h, scale, width, height)
             if box is not None:
-                faces.append(Detection(box, float(score)))
+                if eyes is not None:
+                    eyes = tuple((ex / scale, ey / scale) for ex, ey in eyes)
+                faces.append(Detection(box, float(score), eyes))
         faces.sort(key=lambda d: -d.score)
         return faces
 
@@ -308,9 +315,11 @@ class FaceDetector:
         threshold = min(0.95, self._min_confidence + TILE_EXTRA_CONFIDENCE)
         for x0, y0, x1, y1 in tile_boxes(image.shape[1], image.shape[0]):
             tile = np.ascontiguousarray(image[y0:y1, x0:x1])
-            for (x, y, w, h), score in self._detect_mediapipe(tile, None, self._mp_tiles):
+            for (x, y, w, h), score, eyes in self._detect_mediapipe(tile, None, self._mp_tiles):
                 if score >= threshold:
-                    out.append(((x + x0, y + y0, w, h), score))
+                    if eyes is not None:
+                        eyes = tuple((ex + x0, ey + y0) for ex, ey in eyes)
+                    out.append(((x + x0, y + y0, w, h), score, eyes))
         return out
 
     def _detect_mediapipe(self, image: np.ndarray, timestamp_ms: int | None, detector=None) -> list:
@@ -330,11 +339,15 @@ class FaceDetector:
             else:
                 result = detector.detect(mp_image)
         out = []
+        height, width = image.shape[:2]
         for d in result.detections:
             b = d.bounding_box
             score = d.categories[0].score if d.categories else 1.0
             if score is not None and score >= self._min_confidence:
-                out.append(((b.origin_x, b.origin_y, b.width, b.height), score))
+                eyes = None
+                if len(d.keypoints or []) >= 2:  # BlazeFace: right eye, left eye, nose, mouth, ears
+                    eyes = tuple(sorted((k.x * width, k.y * height) for k in d.keypoints[:2]))
+                out.append(((b.origin_x, b.origin_y, b.width, b.height), score, eyes))
         return out
 
     def _detect_haar(self, image: np.ndarray) -> list:
@@ -342,7 +355,7 @@ class FaceDetector:
         gray = cv2.equalizeHist(gray)
         min_side = max(20, min(gray.shape) // 8)  # faces of at least 1/8 of the short side, like BlazeFace's range
         boxes = self._haar.detectMultiScale(gray, scaleFactor=1.2, minNeighbors=5, minSize=(min_side, min_side))
-        return [((int(x), int(y), int(w), int(h)), 1.0) for x, y, w, h in np.reshape(boxes, (-1, 4))]
+        return [((int(x), int(y), int(w), int(h)), 1.0, None) for x, y, w, h in np.reshape(boxes, (-1, 4))]
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.crop import crop_face
+from fer_core.crop import CROP_MARGIN, CROP_SHIFT, crop_face
 from fer_core.detector import FaceDetector
 from fer_core.model_zoo import default_model_path
 from fer_core.session import EmotionClassifier
@@ -63,15 +63,18 @@ class Pipeline:
         classifier: the :class:`EmotionClassifier`.
         detector: the :class:`FaceDetector`.
         tracker: the :class:`Tracker`.
-        margin: crop margin (see :func:`fer_core.crop.crop_face`).
+        margin, shift: crop framing around the detector box (see :func:`fer_core.crop.crop_face`; the defaults
+            are calibrated to FER2013's framing).
+        align: turn each face upright (eyes level) before classifying it (settable).
         max_faces: at most this many faces per frame, largest first.
         equalize: histogram equalisation of the face crops (settable).
     """
 
     def __init__(self, model_path: str | Path | None = None, provider: str = "auto",
                  face_model: str | Path | None = None, min_confidence: float = 0.5, smoothing: float = 0.6,
-                 equalize: bool = True, margin: float = 0.2, max_faces: int = 32,
-                 running_mode: str = "video", small_faces: bool = False) -> None:
+                 equalize: bool = True, margin: float = CROP_MARGIN, max_faces: int = 32,
+                 running_mode: str = "video", small_faces: bool = False, align: bool = True,
+                 shift: float = CROP_SHIFT) -> None:
         """Load the classifier and the detector.
 
         Args:
@@ -82,6 +85,8 @@ class Pipeline:
             smoothing: probability smoothing in [0, 1), 0 = off (settable later).
             equalize: histogram equalisation of the crops (settable later).
             margin: crop margin around the detector box.
+            align: rotate faces upright using the eye keypoints (settable later).
+            shift: crop centre offset along the face's vertical axis, in box widths.
             max_faces: faces per frame, largest kept.
             running_mode: ``"video"`` for streams (default) or ``"image"`` for unrelated images.
             small_faces: also search overlapping tiles for small (far) faces; slower (settable later).
@@ -97,6 +102,8 @@ class Pipeline:
                                      small_faces=small_faces)
         self.equalize = bool(equalize)
         self.margin = float(margin)
+        self.shift = float(shift)
+        self.align = bool(align)
         self.max_faces = int(max_faces)
 
     # ------------------------------------------------------------------ settings
@@ -146,12 +153,14 @@ class Pipeline:
         self.tracker.reset()
 
     # ------------------------------------------------------------------ processing
-    def process(self, frame: np.ndarray, timestamp_ms: int | None = None) -> FrameResult:
+    def process(self, frame: np.ndarray, timestamp_ms: int | None = None, still: bool = False) -> FrameResult:
         """Detect, classify and track the faces of one frame (BGR, BGRA or grey uint8, any size).
 
         Args:
             frame: the image.
             timestamp_ms: the frame time for the video-mode detector; ``None`` uses a clock.
+            still: an image on its own (a photo of a folder, or one processed again): no tracking or smoothing
+                across frames, ids from 1, and the stream's tracks are left as they are.
 
         Returns:
             A :class:`FrameResult`; empty (no faces) for an unusable frame. Never raises for bad frames.
@@ -167,7 +176,8 @@ class Pipeline:
             detections = detections[: self.max_faces]
             t1 = time.perf_counter()
             boxes = [d.box for d in detections]
-            crops = [crop_face(frame, box, self.margin) for box in boxes]
+            crops = [crop_face(frame, d.box, self.margin, shift=self.shift, eyes=d.eyes if self.align else None)
+                     for d in detections]
             batch = self.classifier.preprocess(crops, self.equalize)
             t2 = time.perf_counter()
             probs = self.classifier.predict_batch(batch)
@@ -176,7 +186,8 @@ class Pipeline:
             logger.warning("frame %s skipped: %s", result.frame_shape, e)
             result.timings["total"] = (time.perf_counter() - t0) * 1000
             return result
-        tracks = self.tracker.update(boxes, probs)
+        tracker = Tracker(smoothing=0.0) if still else self.tracker
+        tracks = tracker.update(boxes, probs)
         labels = self.labels
         for box, track in zip(boxes, tracks):
             k = int(np.argmax(track.probs))

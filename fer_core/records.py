@@ -1,7 +1,8 @@
 """Per-face records: one row per face per frame, as CSV or JSON lines (chosen by the file suffix).
 
-Columns: ``frame, time_ms, track_id, x, y, w, h, label, score`` then ``p_<label>`` for every class
-in the model's output order. Shared by ``fer-run`` and the desktop app's recorder::
+Columns: ``frame, time_ms, [source,] track_id, x, y, w, h, label, score`` then ``p_<label>`` for every class
+in the model's output order; ``source`` (the image file a row comes from) with ``with_source=True``, as for a
+folder of photos. Shared by ``fer-run`` and the desktop app's recorder::
 
     with FaceRecordWriter("out/faces.csv", labels) as rec:
         rec.write(frame_idx, t_ms, result.faces)
@@ -21,9 +22,12 @@ BASE_COLUMNS = ("frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "sc
 SUFFIXES = (".csv", ".jsonl")
 
 
-def record_columns(labels: Sequence[str]) -> list[str]:
+def record_columns(labels: Sequence[str], with_source: bool = False) -> list[str]:
     """All column names for a model with these class labels."""
-    return list(BASE_COLUMNS) + [f"p_{name}" for name in labels]
+    base = list(BASE_COLUMNS)
+    if with_source:
+        base.insert(2, "source")
+    return base + [f"p_{name}" for name in labels]
 
 
 def _default_labels(n: int) -> list[str]:
@@ -41,14 +45,16 @@ class FaceRecordWriter:
         path: output file; the suffix picks the format.
         labels: class names in the model's output order (``Pipeline.labels``). When ``None`` they are
             inferred from the first face's probability count (7: FER2013 classes, 8: with contempt).
+        with_source: add a ``source`` column (the image file of each row).
 
     Raises:
         ValueError: for a suffix other than ``.csv`` / ``.jsonl``.
         OSError: when the file cannot be created.
     """
 
-    def __init__(self, path: str | Path, labels: Sequence[str] | None = None) -> None:
+    def __init__(self, path: str | Path, labels: Sequence[str] | None = None, with_source: bool = False) -> None:
         self.path = Path(path)
+        self.with_source = bool(with_source)
         self.format = self.path.suffix.lower().lstrip(".")
         if "." + self.format not in SUFFIXES:
             raise ValueError(f"record file {self.path}: unsupported suffix '{self.path.suffix}', use .csv or .jsonl")
@@ -64,20 +70,21 @@ class FaceRecordWriter:
     @property
     def columns(self) -> list[str]:
         """Column names (known once labels are)."""
-        return record_columns(self.labels or [])
+        return record_columns(self.labels or [], self.with_source)
 
     def _write_header(self) -> None:
         if self._csv is not None:
             self._csv.writerow(self.columns)
         self._header_done = True
 
-    def write(self, frame_idx: int, t_ms: float, faces: Sequence[Any]) -> None:
+    def write(self, frame_idx: int, t_ms: float, faces: Sequence[Any], source: str = "") -> None:
         """Append one row per face.
 
         Args:
             frame_idx: frame index in the source.
             t_ms: frame timestamp in milliseconds.
             faces: ``FaceResult``-like objects (``track_id``, ``box``, ``probs``, ``label``, ``score``).
+            source: the image file the frame came from (written when the writer has ``with_source``).
         """
         if self._file is None:
             raise ValueError(f"record file {self.path} is closed")
@@ -91,8 +98,9 @@ class FaceRecordWriter:
                 raise ValueError(f"record file {self.path}: a face has {len(probs)} probabilities "
                                  f"but there are {len(self.labels)} labels")
             x, y, w, h = (int(v) for v in face.box)
-            values = [int(frame_idx), round(float(t_ms), 1), int(face.track_id), x, y, w, h, str(face.label),
-                      round(float(face.score), 5)] + [round(p, 5) for p in probs]
+            values = [int(frame_idx), round(float(t_ms), 1)] + ([str(source)] if self.with_source else []) + [
+                int(face.track_id), x, y, w, h, str(face.label), round(float(face.score), 5)] + [round(p, 5)
+                                                                                                  for p in probs]
             if self._csv is not None:
                 self._csv.writerow(values)
             else:

@@ -72,7 +72,8 @@ class FrameSource:
         frame_size: ``(width, height)`` of the frames (of the first frame for image folders).
         frame_count: number of frames, ``None`` for live sources (approximate for some videos).
         is_live: camera or network stream (timestamps are wall-clock, no known length).
-        error: set when a live source stopped unexpectedly mid-stream; ``None`` otherwise.
+        error: set when a live source stopped unexpectedly mid-stream, or a file ended well before the frame
+            count its container announces; ``None`` otherwise.
     """
 
     name: str = ""
@@ -159,6 +160,7 @@ class CaptureSource(FrameSource):
                     frame, failed, last_ok = got, 0, time.monotonic()
                     break
                 if not self.is_live:
+                    self._check_complete(idx)
                     break  # end of file
                 failed += 1
                 if failed >= self.max_failed_reads or time.monotonic() - last_ok > STALL_TIMEOUT_S:
@@ -166,6 +168,14 @@ class CaptureSource(FrameSource):
                     log.debug(self.error)
                     break
                 time.sleep(FAILED_READ_PAUSE_S)
+
+    def _check_complete(self, frames_read: int) -> None:
+        """A file that ends well before the frame count its container announces is truncated or damaged."""
+        expected = self.frame_count
+        if expected and frames_read < expected - max(2, expected // 50):
+            self.error = (f"{self.name} ended early: {frames_read} of the {expected} frames its container "
+                          "announces could be read (the file is truncated or damaged)")
+            log.warning(self.error)
 
     def close(self) -> None:
         if self._cap is not None:

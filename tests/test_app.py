@@ -282,6 +282,26 @@ def test_small_faces_checkbox_reaches_the_detector(qtbot, video, tiny_onnx, face
     window.close()
 
 
+def test_a_photo_reads_the_same_after_toggling_controls(qtbot, tiny_onnx, face_model_path, tmp_path):
+    """Re-processing an unchanged photo (a control toggled off and on) gives the same probabilities: photos are
+    not smoothed across re-runs."""
+    from skimage import data
+
+    photo = tmp_path / "photo.png"
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[60:360, 170:470] = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[10:270, 95:355], (300, 300))
+    cv2.imwrite(str(photo), frame)
+    window = make_window(qtbot, source=str(photo), model=str(tiny_onnx), face_model=str(face_model_path))
+    qtbot.waitUntil(lambda: window.last_result is not None and len(window.last_result.faces) == 1, timeout=20000)
+    first = window.last_result.faces[0].probs.copy()
+    for on in (True, False, True, False):
+        before = window.last_result
+        window.controls.small_faces_check.setChecked(on)
+        qtbot.waitUntil(lambda b=before: window.last_result is not b, timeout=10000)
+    np.testing.assert_allclose(window.last_result.faces[0].probs, first, atol=1e-5)
+    window.close()
+
+
 def test_missing_camera_gives_message_and_app_stays_usable(qtbot, video, tiny_onnx):
     window = make_window(qtbot, source=9, model=str(tiny_onnx))
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
@@ -377,3 +397,50 @@ def test_cli_screenshot_mode_writes_png_and_exits_0(tmp_path, video, tiny_onnx, 
     assert "screenshot saved" in proc.stdout
     shot = cv2.imread(str(out))
     assert shot is not None and shot.shape[:2] == (700, 1100)
+
+
+def _app_cmd(args: list[str]) -> list[str]:
+    return [sys.executable, "-c", "import sys; from app.main import main; sys.exit(main(sys.argv[1:]))", *args]
+
+
+def test_cli_sigterm_closes_the_app_cleanly(tmp_path, tiny_onnx, face_model_path):
+    import signal
+
+    long_video = tmp_path / "long.avi"  # small frames, many of them: still playing when the signal comes
+    writer = cv2.VideoWriter(str(long_video), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    for i in range(20000):
+        writer.write(np.full((48, 64, 3), i % 200, np.uint8))
+    writer.release()
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.Popen(_app_cmd(["--source", str(long_video), "--model", str(tiny_onnx), "--provider", "cpu",
+                                      "--face-model", str(face_model_path), "--quit-after-frames", "100000",
+                                      "--timeout", "60"]),
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", ["folder", "model", "provider"])
+def test_cli_screenshot_failures_are_one_line_and_non_zero(case, tmp_path, video, tiny_onnx, face_model_path):
+    shot = tmp_path / "shot.png"
+    model, provider = str(tiny_onnx), "cpu"
+    if case == "folder":
+        blocker = tmp_path / "file"
+        blocker.write_text("not a folder")
+        shot = blocker / "sub" / "shot.png"
+    elif case == "model":
+        model = str(tmp_path / "broken.onnx")
+        Path(model).write_bytes(b"not an onnx model")
+    else:
+        provider = "tensorrt"  # not available on this machine
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run(_app_cmd(["--source", str(video), "--model", model, "--provider", provider,
+                                    "--face-model", str(face_model_path), "--screenshot", str(shot),
+                                    "--quit-after-frames", "3", "--timeout", "60"]),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "fer-app:" in proc.stderr

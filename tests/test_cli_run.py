@@ -238,3 +238,68 @@ def test_arguments(capsys):
     with pytest.raises(SystemExit) as exc:
         run_main(["--help"])
     assert exc.value.code == 0 and "fer-run --source clip.mp4 --out annotated.mp4" in capsys.readouterr().out
+
+
+def test_photos_of_a_folder_are_independent(face_model_path, tmp_path, capsys):
+    """A photo reads the same alone and inside a folder (no tracking or smoothing across files), each row names
+    its file, and ids start again at 1 in every photo."""
+    photos = face_photos()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, photo in enumerate([photos[0], photos[1], photos[0]]):
+        frame = np.full((480, 640, 3), 80, np.uint8)
+        paste(frame, cv2.resize(photo, (300, 300)), 150 + 20 * i, 80)
+        cv2.imwrite(str(folder / f"{i}.png"), frame)
+    alone = tmp_path / "alone.jsonl"
+    assert run(["--source", str(folder / "2.png"), "--jsonl", str(alone)], face_model_path, capsys)[0] == 0
+    together = tmp_path / "together.jsonl"
+    assert run(["--source", str(folder), "--jsonl", str(together), "--smoothing", "0.9"], face_model_path,
+               capsys)[0] == 0
+    rows = [json.loads(line) for line in together.read_text().splitlines()]
+    assert [Path(r["source"]).name for r in rows] == ["0.png", "1.png", "2.png"]
+    assert all(r["track_id"] == 1 for r in rows)
+    single = json.loads(alone.read_text().splitlines()[0])
+    assert Path(single["source"]).name == "2.png"
+    probs = [k for k in single if k.startswith("p_")]
+    assert [rows[2][k] for k in probs] == pytest.approx([single[k] for k in probs], abs=1e-4)
+
+
+def test_sigterm_finishes_the_video_and_the_records(tiny_onnx, face_model_path, tmp_path):
+    """Killed with SIGTERM mid-video, fer-run still leaves a playable MP4 and every row of the frames it did,
+    and exits with 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = write_video(tmp_path / "long.mp4", synthetic_clip(1, n_frames=60) * 10)  # 600 frames
+    out, rows_csv = tmp_path / "out.mp4", tmp_path / "faces.csv"
+    code = "import sys; from fer_core.cli_run import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "--source", str(src), "--model", str(tiny_onnx),
+                             "--face-model", str(face_model_path), "--out", str(out), "--csv", str(rows_csv)],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.is_file() and out.stat().st_size > 20000):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    frames = count_frames(out)
+    assert 0 < frames < 600  # playable: the MP4 was finished
+    rows = read_csv(rows_csv)
+    assert len({r["frame"] for r in rows}) == frames  # one face per frame, every processed frame recorded
+
+
+def test_truncated_video_is_reported(tiny_onnx, face_model_path, tmp_path, capsys):
+    full = tmp_path / "full.avi"
+    writer = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (640, 480))
+    for frame in synthetic_clip(1, n_frames=50):
+        writer.write(frame)
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 5])
+    rc, out, err = run(["--source", str(cut), "--model", str(tiny_onnx)], face_model_path, capsys)
+    assert rc == 1
+    assert "ended early" in err and "of the 50 frames" in err

@@ -197,3 +197,17 @@ def test_fer_core_never_imports_torch_or_qt():
             "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_still_images_leave_the_stream_alone(face_model_path):
+    """``still=True``: the same photo gives the same answer every time, and the stream's tracks are untouched."""
+    from fer_core.bench import face_photos, paste
+
+    frame = np.full((480, 640, 3), 80, np.uint8)
+    paste(frame, cv2.resize(face_photos()[0], (300, 300)), 170, 90)
+    with Pipeline(face_model=face_model_path, running_mode="image", smoothing=0.9) as pipe:
+        first = pipe.process(frame, still=True)
+        again = pipe.process(frame, still=True)
+        assert len(first.faces) == 1 and first.faces[0].track_id == 1
+        np.testing.assert_allclose(first.faces[0].probs, again.faces[0].probs, atol=1e-6)
+        assert pipe.tracker.tracks == []

@@ -50,7 +50,7 @@ def test_pack_gives_the_folder_loader_images_labels_and_splits(pack, fer2013_roo
         assert [Path(f).name for f in a.files] == [Path(f).name for f in b.files]
         assert np.array_equal(a.labels, b.labels)
         err = np.abs(a.images.astype(int) - b.images.astype(int))
-        assert err.mean() < 2.0  # JPEG at quality 94, measured after histogram equalisation
+        assert err.mean() < 3.0  # JPEG at quality 93 (1.3 levels), grown by the histogram equalisation
     info = json.loads((pack / "pack.json").read_text())
     assert info["mean_abs_error"] < 1.5 and info["kind"] == "fer2013"
 
