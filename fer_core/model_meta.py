@@ -30,6 +30,7 @@ class ModelMeta:
         model: architecture name, e.g. ``emonext_tiny``.
         data: training data description, e.g. ``fer2013``.
         test_accuracy: test accuracy from the training report, or ``None``.
+        temperature: the temperature folded into the output (``training.calibrate``; 1.0 = not calibrated).
         extra: any other string metadata found in the file.
     """
 
@@ -43,6 +44,7 @@ class ModelMeta:
     model: str = "unknown"
     data: str = "unknown"
     test_accuracy: float | None = None
+    temperature: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
@@ -59,7 +61,7 @@ class ModelMeta:
         meta = cls()
         missing = []
         for name in ("labels", "input_size", "mean", "std", "gray", "equalize", "native_size", "model", "data",
-                     "test_accuracy"):
+                     "test_accuracy", "temperature"):
             raw = props.get(PREFIX + name)
             if raw is None:
                 missing.append(name)
@@ -72,5 +74,6 @@ class ModelMeta:
         meta.input_size = int(meta.input_size or 0)
         meta.native_size = int(meta.native_size or 0)
         meta.mean, meta.std = float(meta.mean), float(meta.std)
+        meta.temperature = float(meta.temperature)
         meta.extra = {k: v for k, v in props.items() if not k.startswith(PREFIX)}
         return meta, missing

@@ -163,6 +163,8 @@ def test_window_end_to_end_then_ingest_then_distil(pack, fer2013_root, tmp_path)
         box = summary["jobs"][name]["result"]["test"]["none"]
         assert abs(results[name]["eval"]["test"]["none"] - box) <= 0.15
         assert (teachers / f"fer2013_{name}.npz").is_file()
+        card = Path(results[name]["card"]).read_text()
+        assert "PrivateTest (test)" in card and "one GPU window" not in card and "Not measured yet" in card
 
     # offline distillation from the two teachers' stored logits
     args = ["--model", "emonext_test", "--data", f"fer2013={fer2013_root}", "--subset", str(SUBSET), "--img-size",

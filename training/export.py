@@ -606,6 +606,7 @@ def _figures_line(figures: dict[str, Any]) -> str:
 
 EXAMPLES = """examples:
   fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t.onnx --verify-data fer2013=../shared/data/fer2013
+  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t.onnx --verify-data fer2013=../shared/data/fer2013 --calibrate
   fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t_fp16.onnx --fp16 --verify-data fer2013=../shared/data/fer2013
   fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t_int8.onnx --int8 --calib-data fer2013=../shared/data/fer2013
   fer-export --checkpoint runs/ctan/last.pt --out models/ctan_raw.onnx --weights raw --opset 20
@@ -631,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="faces for int8 calibration, e.g. fer2013=PATH (repeatable)")
     parser.add_argument("--calib-images", type=int, default=500, help="calibration faces (default 500)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit a temperature on the validation split of --verify-data and fold it into the model "
+                             "(python -m training.calibrate; the ECE before/after goes to <out>.calibration.json)")
     parser.add_argument("--verify-data", action="append", metavar="SPEC",
                         help="faces for the parity check (default: --calib-data; else random inputs)")
     parser.add_argument("--verify-images", type=int, default=500, help="faces for the parity check (default 500)")
@@ -643,6 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="fer-export: %(message)s")
     logger.setLevel(logging.INFO)  # this module's stage messages; other libraries stay at warnings
+    if args.calibrate and not (args.verify_data or args.calib_data):
+        print("fer-export: error: --calibrate needs the model's data: add --verify-data fer2013=PATH", file=sys.stderr)
+        return EXIT_USAGE
     try:
         result = export_onnx(args.checkpoint, args.out, weights=args.weights, fp16=args.fp16, int8=args.int8,
                              calib_specs=args.calib_data, opset=args.opset, verify_specs=args.verify_data,
@@ -666,6 +673,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, figures in result["verify"].items():
         print(f"  {name:5s} {_figures_line(figures)}  [{figures['criterion']}: ok]")
     print(f"figures written to {result['out']}.export.json")
+    if args.calibrate:
+        from training.calibrate import calibrate
+
+        cal = calibrate(result["out"], list(args.verify_data or args.calib_data), progress=not args.no_progress)
+        print(f"calibrated: temperature {cal['temperature']:.3f}; test ECE {cal['test']['before']['ece']:.4f} -> "
+              f"{cal['test']['after']['ece']:.4f}")
     return 0
 
 

@@ -3,8 +3,9 @@
     python -m training.ingest OUT --data fer2013=../shared/data/fer2013 --runs runs/window1 --teachers models/teachers
 
 For each job whose weights came home: ``<runs>/<job>/best.pt`` (the float16 weights back in float32), an ONNX
-file checked against PyTorch on the original faces (``fer-export``), and ``fer-eval`` of that ONNX file on the
-validation and test splits (plain and flip). Teacher logits are copied to ``--teachers`` (they are small and live
+file checked against PyTorch on the original faces (``fer-export``), calibrated (``training.calibrate``: a
+temperature fitted on validation), ``fer-eval`` of it on the validation and test splits (plain and flip), and a
+model card. Teacher logits are copied to ``--teachers`` (they are small and live
 in the repo, for ``fer-train --soft-targets``). The figures go to ``<runs>/ingest.json`` and a table is printed.
 """
 
@@ -71,10 +72,32 @@ def restore_checkpoint(small: Path, dest: Path) -> None:
     save_checkpoint(ckpt, dest)
 
 
+def write_job_card(onnx_path: Path, job_dir: Path, data: list[str], summary: dict[str, Any], out: Path) -> Path:
+    """The model card of one job (without speed figures: ``fer-bench`` them on the target machine)."""
+    import argparse
+
+    from training.model_card import write_card
+
+    gpu = (summary.get("host") or {}).get("gpu")
+    where = f"one {gpu}" if gpu else "the window's CPU"
+    jobs = len(summary.get("jobs") or {})
+    specs = " ".join(f"--data {d}" for d in data)
+    args = argparse.Namespace(
+        model=str(onnx_path), title=f"{job_dir.name}, from a GPU window", run=[str(job_dir)],
+        train_cmd=[f"python -m training.window --plan PLAN --out OUT   # job {job_dir.name} (plan in summary.json)"],
+        export_cmd=f"python -m training.ingest {out} {specs} --runs {job_dir.parent}",
+        export_json=None, eval=[str(job_dir / "eval_test"), str(job_dir / "eval_val")],
+        eval_cmd=f"fer-eval --model {onnx_path.name} {specs} --split test --tta none,flip   # and --split val",
+        bench=None, bench_cmd="", cores=None, notes=[],
+        train_hardware=f"{where}, shared by the {jobs} jobs of a GPU window")
+    return write_card(args)
+
+
 def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | Path | None = None,
            prefix: str = "", verify_images: int = 500, subset: int | None = None,
            progress: bool = False) -> dict[str, Any]:
     """Check, unpack, rebuild and measure a window's results. Returns the figures per job."""
+    from training.calibrate import calibrate
     from training.evaluate import evaluate_onnx
     from training.export import export_onnx
 
@@ -103,12 +126,16 @@ def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | P
         figures = export_onnx(job_dir / "best.pt", onnx_path, verify_specs=data, verify_images=verify_images,
                               progress=progress)
         row["verify"] = figures.get("verify")
+        cal = calibrate(onnx_path, data, subset=subset, progress=progress)
+        row["calibration"] = {"temperature": cal["temperature"], "ece_before": cal["test"]["before"]["ece"],
+                              "ece_after": cal["test"]["after"]["ece"]}
         row["eval"] = {}
         for split in ("val", "test"):
             report, _ = evaluate_onnx(onnx_path, data, split, "none,flip", job_dir / f"eval_{split}",
                                       subset=subset, progress=progress)
             row["eval"][split] = {mode: r["accuracy"] for mode, r in report["tta"].items()}
         row["onnx"] = str(onnx_path)
+        row["card"] = str(write_job_card(onnx_path, job_dir, data, summary, out))
         row["status"] = "ok"
         results[name] = row
     (runs / "ingest.json").write_text(json.dumps(results, indent=1))

@@ -1,12 +1,13 @@
 """Write a shipped model's card (``models/<name>.md``) and metrics (``models/<name>.json``) from measured runs.
 
 Every figure comes from a file a command wrote: the training runs (``runs/<name>/metrics.jsonl``), the
-``fer-eval`` reports of the ONNX file, the ``fer-bench`` JSON and the ``fer-export`` figures. The card
-repeats the commands, so anyone can measure the model again.
+``fer-eval`` reports of the ONNX file, the ``fer-bench`` JSON (optional) and the ``fer-export`` figures. The card
+repeats the commands, so anyone can measure the model again. ``python -m training.ingest`` writes one for every
+model a GPU window brings home.
 
 Example (the default model)::
 
-    python scripts/model_card.py --model models/fer_realtime.onnx --title "Real-time default" \\
+    python -m training.model_card --model models/fer_realtime.onnx --title "Real-time default" \\
         --run runs/rt_atto64 --run runs/rt_atto64_ft \\
         --train-cmd "fer-train --model emonext_atto ..." --train-cmd "fer-train ... --pretrained-path ..." \\
         --export-cmd "fer-export ..." --eval runs/eval/fer_realtime_test --eval runs/eval/fer_realtime_val \\
@@ -85,6 +86,16 @@ def _eval_summary(folder: Path) -> dict:
     return out
 
 
+def _calibration(model_path: Path) -> dict | None:
+    """The figures ``python -m training.calibrate`` wrote beside the model, if it was calibrated."""
+    path = model_path.with_name(model_path.name + ".calibration.json")
+    if not path.is_file():
+        return None
+    f = json.loads(path.read_text())
+    return {"temperature": f["temperature"], "ece_before": f["test"]["before"]["ece"],
+            "ece_after": f["test"]["after"]["ece"], "bins": f["bins"], "n": f["test"]["n"]}
+
+
 def _bench_summary(path: Path) -> dict:
     data = json.loads(path.read_text())
     rows = [r for r in data["results"] if r["status"] == "ok"]
@@ -112,8 +123,9 @@ def build(args: argparse.Namespace) -> tuple[dict, str]:
         "train_hardware": args.train_hardware,
         "export": {"command": args.export_cmd, "weights": export["weights"], "verify": export["verify"]},
         "eval": {"command": args.eval_cmd, "splits": [_eval_summary(Path(e)) for e in args.eval]},
-        "bench": {"command": args.bench_cmd, **_bench_summary(Path(args.bench))},
+        "bench": {"command": args.bench_cmd, **_bench_summary(Path(args.bench))} if args.bench else None,
         "licence": _dataset(data)["licence"],
+        "calibration": _calibration(model_path),
     }
     return metrics, render(metrics, args.title, args.notes)
 
@@ -145,18 +157,23 @@ def render(m: dict, title: str, notes: list[str]) -> str:
               "| " + " | ".join(plain["recall"]) + " |", "|" + "---|" * len(plain["recall"]),
               "| " + " | ".join(f"{v:.1%}" for v in plain["recall"].values()) + " |", "",
               f"![confusion matrix]({name}_confusion.png)", "", "```", m["eval"]["command"], "```", "",
-              "## Speed", "", f"`fer-bench` on {m['hardware']} ({m['bench']['system'].get('platform', '')}, "
-              f"onnxruntime {m['bench']['system'].get('onnxruntime', '')}), 640x480 frames of real faces, "
-              "milliseconds per frame (median):", "",
-              "| provider | faces | frames/s | detect | preprocess | inference | inference per face | total | total p95 |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in m["bench"]["results"]:
-        per_face = r["inference_median_ms"] / max(r["faces"], 1)
-        lines.append(f"| {r['provider_used']} | {r['faces']} | {r['fps']:.1f} | {r['detect_median_ms']:.2f} | "
-                     f"{r['preprocess_median_ms']:.2f} | {r['inference_median_ms']:.2f} | {per_face:.2f} | "
-                     f"{r['total_median_ms']:.2f} | {r['total_p95_ms']:.2f} |")
-    lines += ["", "No GPU latency was measured for this file.", "", "```", m["bench"]["command"], "```", "",
-              "## Training", "", "| stage | data | epochs | best validation accuracy | wall time | images/s |",
+              "## Speed", ""]
+    if m["bench"]:
+        lines += [f"`fer-bench` on {m['hardware']} ({m['bench']['system'].get('platform', '')}, "
+                  f"onnxruntime {m['bench']['system'].get('onnxruntime', '')}), 640x480 frames of real faces, "
+                  "milliseconds per frame (median):", "",
+                  "| provider | faces | frames/s | detect | preprocess | inference | inference per face | total | "
+                  "total p95 |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in m["bench"]["results"]:
+            per_face = r["inference_median_ms"] / max(r["faces"], 1)
+            lines.append(f"| {r['provider_used']} | {r['faces']} | {r['fps']:.1f} | {r['detect_median_ms']:.2f} | "
+                         f"{r['preprocess_median_ms']:.2f} | {r['inference_median_ms']:.2f} | {per_face:.2f} | "
+                         f"{r['total_median_ms']:.2f} | {r['total_p95_ms']:.2f} |")
+        lines += ["", "No GPU latency was measured for this file.", "", "```", m["bench"]["command"], "```", ""]
+    else:
+        lines += ["Not measured yet: `fer-bench --model <this file> --providers cpu --faces 1,4 --json bench.json`.",
+                  ""]
+    lines += ["## Training", "", "| stage | data | epochs | best validation accuracy | wall time | images/s |",
               "|---|---|---|---|---|---|"]
     for t in m["training"]:
         lines.append(f"| `{t['run']}` | {'+'.join(t['data'])} | {t['epochs']} | {t['best_val_acc']:.2%} "
@@ -169,6 +186,13 @@ def render(m: dict, title: str, notes: list[str]) -> str:
     checks = "; ".join(f"{k}: max abs logit difference {r['max_abs_diff']:.1e}, top-1 agreement "
                        f"{r['top1_agreement']:.1%} on {r['images']} faces" for k, r in v.items())
     lines += [f"Export check against PyTorch ({m['export']['weights']} weights): {checks}.", ""]
+    cal = m.get("calibration")
+    if cal:
+        lines += ["## Calibration", "",
+                  f"Temperature {cal['temperature']:.3f}, fitted on the validation split and folded into the output. "
+                  f"Expected calibration error on the test split ({cal['n']} faces, {cal['bins']} bins): "
+                  f"{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after.", "",
+                  f"![reliability diagram]({name}_reliability.png)", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["## Licence", "", m["licence"], ""]
@@ -185,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export-json", help="fer-export figures (default: <model>.export.json)")
     p.add_argument("--eval", action="append", required=True, help="fer-eval output folder (report.json)")
     p.add_argument("--eval-cmd", required=True)
-    p.add_argument("--bench", required=True, help="fer-bench --json file")
-    p.add_argument("--bench-cmd", required=True)
+    p.add_argument("--bench", help="fer-bench --json file (without it the card has no speed figures)")
+    p.add_argument("--bench-cmd", default="")
     p.add_argument("--cores", type=int, default=None, help="CPU cores of the training/benchmark machine")
     p.add_argument("--train-hardware", help="where it was trained, when not on the benchmark machine "
                                             "(e.g. a GPU window)")
@@ -194,14 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if len(args.run) != len(args.train_cmd):
         p.error("give one --train-cmd per --run")
+    write_card(args)
+    model = Path(args.model)
+    print(f"wrote {model.with_suffix('.md')}, {model.with_suffix('.json')}, {model.stem}_confusion.png")
+    return 0
+
+
+def write_card(args: argparse.Namespace) -> Path:
+    """Write ``<model>.md``, ``<model>.json`` and ``<model>_confusion.png`` beside the ONNX file; returns the card."""
     metrics, card = build(args)
     model = Path(args.model)
     model.with_suffix(".json").write_text(json.dumps(metrics, indent=1) + "\n")
     model.with_suffix(".md").write_text(card)
     test = next((e for e in args.eval if "test" in Path(e).name), args.eval[0])
     shutil.copyfile(Path(test) / "confusion_matrix.png", model.parent / f"{model.stem}_confusion.png")
-    print(f"wrote {model.with_suffix('.md')}, {model.with_suffix('.json')}, {model.stem}_confusion.png")
-    return 0
+    return model.with_suffix(".md")
 
 
 if __name__ == "__main__":
