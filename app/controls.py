@@ -38,12 +38,15 @@ class ControlsPanel(QWidget):
     confidence_changed = Signal(float)
     small_faces_changed = Signal(bool)
     align_changed = Signal(bool)
+    uncertain_changed = Signal(float)
+    report_requested = Signal()
     pause_toggled = Signal(bool)
     snapshot_requested = Signal()
     record_toggled = Signal(bool)
 
     def __init__(self, models: Sequence[Path], providers: Sequence[str], smoothing: float = 0.6,
                  equalize: bool = True, confidence: float = 0.5, small_faces: bool = False, align: bool = True,
+                 uncertain: float = 0.4,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
@@ -107,6 +110,14 @@ class ControlsPanel(QWidget):
         row.addWidget(self.confidence_slider, 1)
         row.addWidget(self.confidence_value)
         form.addRow("Detection ≥", row)
+        self.uncertain_slider = _slider(0, 90, int(round(100 * uncertain)))
+        self.uncertain_slider.setToolTip("A face whose top probability is below this is marked uncertain: its label "
+                                         "is greyed and ends with '?'")
+        self.uncertain_value = QLabel()
+        row = QHBoxLayout()
+        row.addWidget(self.uncertain_slider, 1)
+        row.addWidget(self.uncertain_value)
+        form.addRow("Unsure below", row)
         self.small_faces_check = QCheckBox("Find small faces (slower)")
         self.small_faces_check.setToolTip("Also search four overlapping tiles of the frame: finds faces down to "
                                           "about a tenth of the frame width, at about five times the detection time")
@@ -127,7 +138,10 @@ class ControlsPanel(QWidget):
         self.snapshot_button = QPushButton("Snapshot")
         self.record_button = QPushButton("Record")
         self.record_button.setCheckable(True)
-        for b in (self.pause_button, self.snapshot_button, self.record_button):
+        self.report_button = QPushButton("Session report")
+        self.report_button.setToolTip("An HTML report of the last recording: every face's emotions over time")
+        self.report_button.setEnabled(False)
+        for b in (self.pause_button, self.snapshot_button, self.record_button, self.report_button):
             grid.addWidget(b)
         layout.addWidget(box)
         layout.addStretch(1)
@@ -145,10 +159,12 @@ class ControlsPanel(QWidget):
         self.smoothing_slider.valueChanged.connect(self._emit_smoothing)
         self.equalize_check.toggled.connect(self.equalize_changed)
         self.confidence_slider.valueChanged.connect(self._emit_confidence)
+        self.uncertain_slider.valueChanged.connect(self._emit_uncertain)
         self.small_faces_check.toggled.connect(self.small_faces_changed)
         self.align_check.toggled.connect(self.align_changed)
         self.pause_button.toggled.connect(self._on_pause)
         self.snapshot_button.clicked.connect(self.snapshot_requested)
+        self.report_button.clicked.connect(self.report_requested)
         self.record_button.toggled.connect(self._on_record)
 
     # ----- state set by the main window ----------------------------------------------------------
@@ -234,6 +250,7 @@ class ControlsPanel(QWidget):
         self.smoothing_slider.setEnabled(self.smoothing_check.isChecked())
         self.smoothing_value.setText(f"{self.smoothing_slider.value() / 100:.2f}")
         self.confidence_value.setText(f"{self.confidence:.2f}")
+        self.uncertain_value.setText(f"{self.uncertain_slider.value() / 100:.2f}")
 
     def _emit_smoothing(self, *_: object) -> None:
         self._update_value_labels()
@@ -242,6 +259,10 @@ class ControlsPanel(QWidget):
     def _emit_confidence(self, *_: object) -> None:
         self._update_value_labels()
         self.confidence_changed.emit(self.confidence)
+
+    def _emit_uncertain(self, *_: object) -> None:
+        self._update_value_labels()
+        self.uncertain_changed.emit(self.uncertain_slider.value() / 100.0)
 
     def _on_pause(self, on: bool) -> None:
         self.pause_button.setText("Resume" if on else "Pause")

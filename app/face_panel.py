@@ -222,7 +222,8 @@ class FacePanel(QWidget):
         tid = self._track_id
         hist = self._history.get(tid) if tid is not None else None
         if face is not None:
-            self.title.setText(f"Face #{tid}: {face.label} {100 * float(face.score):.0f}%")
+            unsure = " (uncertain)" if getattr(face, "uncertain", False) else ""
+            self.title.setText(f"Face #{tid}: {face.label} {100 * float(face.score):.0f}%{unsure}")
             self.bars.set_probs(self.labels, face.probs)
         elif hist:
             self.title.setText(f"Face #{tid}: not visible")

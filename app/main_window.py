@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QThread, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence
+from PySide6.QtCore import QThread, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QImage, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QScrollArea, QTabWidget, QVBoxLayout,
                                QWidget)
 
@@ -28,6 +28,7 @@ from app.controls import ControlsPanel
 from app.face_panel import FacePanel
 from app.qt_env import check_pyside
 from app.readouts import Readouts
+from app.report_job import ReportJob
 from app.video_view import VideoView
 from app.worker import InferenceWorker, WorkerSettings, describe_source
 
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
     """
 
     frame_shown = Signal(int)
+    report_ready = Signal(str)  # a session report was written (its path)
     source_ended = Signal()
     worker_finished = Signal()
 
@@ -100,6 +102,9 @@ class MainWindow(QMainWindow):
         self.last_result: Any = None
         self.last_stats: dict[str, Any] = {}
         self.last_error = ""
+        self.last_recording: str | None = None  # the CSV of the last finished recording
+        self.last_report: str | None = None
+        self.open_reports = True  # open a finished session report in the browser (off in tests)
         self._camera_scan: CameraScan | None = None
         self._paused_for_bench = False
 
@@ -107,7 +112,8 @@ class MainWindow(QMainWindow):
         providers = available_providers()
         self.controls = ControlsPanel(models, providers, smoothing=self.settings.smoothing,
                                       equalize=self.settings.equalize, confidence=self.settings.min_confidence,
-                                      small_faces=self.settings.small_faces, align=self.settings.align)
+                                      small_faces=self.settings.small_faces, align=self.settings.align,
+                                      uncertain=self.settings.uncertain_below)
         self.controls.set_model(model or _default_model())
         self.controls.set_provider(provider)
         self.view = VideoView()
@@ -183,9 +189,11 @@ class MainWindow(QMainWindow):
         c.confidence_changed.connect(lambda v: self._change(min_confidence=v))
         c.small_faces_changed.connect(lambda on: self._change(small_faces=on))
         c.align_changed.connect(lambda on: self._change(align=on))
+        c.uncertain_changed.connect(lambda v: self._change(uncertain_below=v))
         c.pause_toggled.connect(self.set_paused)
         c.snapshot_requested.connect(self.choose_snapshot)
         c.record_toggled.connect(self._on_record_toggled)
+        c.report_requested.connect(self.make_report)
         self.banner.open_video.connect(c.choose_video)
         self.banner.open_image.connect(c.choose_image)
         self.banner.choose_model.connect(c.choose_model)
@@ -221,6 +229,7 @@ class MainWindow(QMainWindow):
         worker.status.connect(self._on_status)
         worker.ended.connect(self._on_ended)
         worker.recording_changed.connect(self._on_recording_changed)
+        worker.recording_saved.connect(self._on_recording_saved)
         worker.finished.connect(self._on_worker_finished)
         worker.finished.connect(thread.quit)
         thread.finished.connect(self._on_thread_finished)
@@ -398,6 +407,33 @@ class MainWindow(QMainWindow):
     def stop_recording(self) -> None:
         if self.worker is not None:
             self.worker.stop_recording()
+
+    def _on_recording_saved(self, csv_path: str) -> None:
+        self.last_recording = csv_path
+        self.controls.report_button.setEnabled(True)
+
+    def make_report(self) -> None:
+        """Write the session report of the last recording in the background, then open it."""
+        if not self.last_recording:
+            return
+        self.controls.report_button.setEnabled(False)
+        self.statusBar().showMessage("Writing the session report...")
+        job = ReportJob(self)
+        job.done.connect(self._on_report_done)
+        job.failed.connect(self._on_report_failed)
+        job.start(self.last_recording)
+
+    def _on_report_done(self, path: str) -> None:
+        self.controls.report_button.setEnabled(True)
+        self.last_report = path
+        self.statusBar().showMessage(f"Session report: {path}", 10000)
+        if self.open_reports:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(path))
+        self.report_ready.emit(path)
+
+    def _on_report_failed(self, message: str) -> None:
+        self.controls.report_button.setEnabled(True)
+        self._show_local_error(message)
 
     def _on_record_toggled(self, on: bool) -> None:
         if not on:

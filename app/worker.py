@@ -28,7 +28,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
 from fer_core.draw import draw_results
-from fer_core.pipeline import FrameResult, Pipeline
+from fer_core.api import EmotionRecognizer
+from fer_core.pipeline import FrameResult
 from fer_core.sources import ImageSource, open_source
 
 from app.recorder import Recorder
@@ -51,6 +52,7 @@ class WorkerSettings:
         min_confidence: face-detection confidence threshold.
         small_faces: also search tiles of the frame for small (far) faces; slower.
         align: turn tilted faces upright (eye keypoints) before classifying them.
+        uncertain_below: faces whose top probability is below this are marked uncertain (greyed label).
         paused: hold the current frame (settings changes still re-process it).
         selected_track: the face shown in the side panel; ``None`` = the largest face.
         pace_video: play video files at their own frame rate instead of as fast as possible.
@@ -64,6 +66,7 @@ class WorkerSettings:
     min_confidence: float = 0.5
     small_faces: bool = False
     align: bool = True
+    uncertain_below: float = 0.4
     paused: bool = False
     selected_track: int | None = None
     pace_video: bool = True
@@ -71,7 +74,7 @@ class WorkerSettings:
     def processing_key(self) -> tuple:
         """The settings that change a result (a held frame is re-processed when they change)."""
         return (self.model_path, self.provider, self.smoothing, self.equalize, self.min_confidence,
-                self.small_faces, self.align)
+                self.small_faces, self.align, self.uncertain_below)
 
 
 class RateMeter:
@@ -198,6 +201,7 @@ class InferenceWorker(QObject):
     status = Signal(str)
     ended = Signal()
     recording_changed = Signal(bool)
+    recording_saved = Signal(str)  # the CSV of a finished recording
     finished = Signal()
 
     def __init__(self, source_spec: str | int, settings: WorkerSettings | None = None,
@@ -349,9 +353,10 @@ class InferenceWorker(QObject):
         """(Re)build the pipeline for the settings' model and provider; keep the old one on failure."""
         self._loaded_key = (s.model_path, s.provider)
         try:
-            pipeline = Pipeline(model_path=s.model_path, provider=s.provider, face_model=s.face_model,
-                                min_confidence=s.min_confidence, smoothing=s.smoothing, equalize=s.equalize,
-                                small_faces=s.small_faces, align=s.align)
+            pipeline = EmotionRecognizer(model=s.model_path, provider=s.provider, face_model=s.face_model,
+                                         min_confidence=s.min_confidence, smoothing=s.smoothing, equalize=s.equalize,
+                                         small_faces=s.small_faces, align=s.align,
+                                         uncertain_below=s.uncertain_below)
         except Exception as exc:
             what = Path(s.model_path).name if s.model_path else "the default model"
             keep = f" Still using {Path(str(self.pipeline.model_path)).name}." if self.pipeline else ""
@@ -375,6 +380,7 @@ class InferenceWorker(QObject):
             self.pipeline.min_confidence = s.min_confidence
             self.pipeline.small_faces = s.small_faces
             self.pipeline.align = s.align
+            self.pipeline.uncertain_below = s.uncertain_below
 
     def _next_frame(self, s: WorkerSettings) -> tuple[int, float, np.ndarray] | None:
         if self._grabber is not None:
@@ -529,6 +535,7 @@ class InferenceWorker(QObject):
             self.error.emit(f"Closing the recording failed: {exc}")
             return
         self.status.emit(f"Saved {recorder.frames} frames to {recorder.video_path} and {recorder.csv_path}")
+        self.recording_saved.emit(str(recorder.csv_path))
 
     # ----- shutdown ----------------------------------------------------------------------------
     def _release(self) -> None:

@@ -293,7 +293,7 @@ def run_benchmark(
         faces_detected, detector, status (ok|skipped|error|cancelled), reason, frames, seconds,
         fps, faces_per_s`` and ``<stage>_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` for every stage.
     """
-    from fer_core.pipeline import Pipeline
+    from fer_core.api import EmotionRecognizer
     from fer_core.session import ProviderError
 
     clips: dict[Any, list[np.ndarray]] = {}
@@ -316,7 +316,7 @@ def run_benchmark(
                               else (synthetic_clip(n_faces, size=frame_size, n_frames=n_frames), False))
         frames, still = clips[n_faces]
         try:
-            pipe = Pipeline(model_path=model_path, provider=provider, face_model=face_model, small_faces=small_faces)
+            pipe = EmotionRecognizer(model=model_path, provider=provider, face_model=face_model, small_faces=small_faces)
         except Exception as exc:  # a bad model or provider must not end the whole benchmark
             row.update(status="skipped" if isinstance(exc, ProviderError) else "error", reason=str(exc))
             loop.progress.step(loop.steps)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from fer_core.errors import FerError
+
 PROG = "fer-run"
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml")
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -39,7 +41,7 @@ CSV/JSONL columns: frame, time_ms, track_id, x, y, w, h, label, score, p_<class>
 """
 
 
-class CliError(Exception):
+class CliError(FerError):
     """A fatal, user-facing problem: printed as one line, exit status 2."""
 
 
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoothing", type=smoothing_arg, default=0.6,
                    help="per-face temporal smoothing of the probabilities, 0 = off (0.6)")
     p.add_argument("--no-equalize", action="store_true", help="skip histogram equalisation of the face crops")
+    p.add_argument("--uncertain-below", type=fraction_arg, default=0.4,
+                   help="mark a face uncertain when its top probability is below this (0.4; the `uncertain` column)")
     p.add_argument("--no-align", action="store_true",
                    help="do not turn tilted faces upright (by the eye keypoints) before classifying them")
     p.add_argument("--small-faces", action="store_true",
@@ -221,8 +225,8 @@ def run(args: argparse.Namespace) -> int:
     """Process the source; returns the exit status."""
     from tqdm import tqdm
 
+    from fer_core.api import EmotionRecognizer
     from fer_core.draw import draw_results
-    from fer_core.pipeline import Pipeline
     from fer_core.records import FaceRecordWriter
     from fer_core.sources import ImageSource, open_source
 
@@ -239,10 +243,11 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source)
     stack: list[Any] = [source]
     try:
-        pipe = Pipeline(model_path=model_path, provider=args.provider, face_model=args.face_model,
-                        min_confidence=args.min_confidence, smoothing=args.smoothing,
-                        equalize=not args.no_equalize, small_faces=args.small_faces, align=not args.no_align,
-                        running_mode="image" if isinstance(source, ImageSource) else "video")
+        pipe = EmotionRecognizer(model=model_path, provider=args.provider, face_model=args.face_model,
+                                 min_confidence=args.min_confidence, smoothing=args.smoothing,
+                                 equalize=not args.no_equalize, small_faces=args.small_faces,
+                                 align=not args.no_align, uncertain_below=args.uncertain_below,
+                                 running_mode="image" if isinstance(source, ImageSource) else "video")
         stack.append(pipe)
         output = AnnotatedOutput(args.out, source)
         stack.append(output)
@@ -303,18 +308,15 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
     fps_ema: float | None = None
     start = last = time.perf_counter()
     interrupted = 0  # the signal that stopped the run
-    from fer_core.sources import ImageSource
-
-    still = isinstance(source, ImageSource)  # photos are independent: no tracking or smoothing across them
     try:
-        for idx, t_ms, frame in source:
-            result = pipe.process(frame, int(t_ms), still=still)
+        for item in pipe.stream(source):  # photos of a folder are independent: no tracking across them
+            idx, t_ms, frame, result = item.index, item.time_ms, item.image, item.result
             n_frames += 1
             n_faces += len(result.faces)
             for key, values in timings.items():
                 values.append(float(result.timings.get(key, float("nan"))))
             if records is not None:
-                records.write(idx, t_ms, result.faces, source=str(source.last_path) if still else "")
+                records.write(idx, t_ms, result.faces, source=item.source or "")
             now = time.perf_counter()
             dt = now - last
             last = now

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_core.errors import FerError
 from fer_core.face_model import resolve_face_model
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ SAME_FACE_OVERLAP = 0.5  # boxes whose intersection covers half of the smaller o
 TILE_EXTRA_CONFIDENCE = 0.15
 
 
-class DetectorError(RuntimeError):
+class DetectorError(FerError, RuntimeError):
     """No face detector at all could be created."""
 
 

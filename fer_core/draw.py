@@ -11,6 +11,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 BACKDROP = (24, 24, 24)
 TEXT = (255, 255, 255)
 HIGHLIGHT = (255, 255, 255)
+UNCERTAIN = (140, 140, 140)  # the label colour of a face the model is unsure of
 
 
 def _text_size(text: str, scale: float, thickness: int) -> tuple[int, int, int]:
@@ -137,10 +138,12 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
             cv2.rectangle(img, (x - thick, y - thick), (x + w + thick, y + h + thick), HIGHLIGHT, thick + 2)
         cv2.rectangle(img, (x, y), (x + w, y + h), color, thick)
         scale = float(np.clip(w / 220, 0.45, 1.0))
-        text = f"#{face.track_id} {face.label} {face.score:.0%}"
+        uncertain = bool(getattr(face, "uncertain", False))
+        text = f"#{face.track_id} {face.label}? {face.score:.0%}" if uncertain else \
+            f"#{face.track_id} {face.label} {face.score:.0%}"
         th = _text_size(text, scale, 1)[1] + 10
         ty = y - thick if y - thick - th >= 0 else min(img.shape[0] - 1, y + h + thick + th)
-        _label(img, text, x - thick // 2, ty, scale, color)
+        _label(img, text, x - thick // 2, ty, scale, UNCERTAIN if uncertain else color)  # greyed when unsure
         _bars(img, (x, y, w, h), face.probs, labels, taken, color)
 
     parts = []

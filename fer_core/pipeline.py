@@ -33,13 +33,16 @@ TIMING_KEYS = ("detect", "preprocess", "inference", "total")
 
 @dataclass
 class FaceResult:
-    """One face in one frame: track id, box (x, y, w, h), smoothed probabilities, top label and its score."""
+    """One face in one frame: track id, box (x, y, w, h), smoothed probabilities, top label and its score, the eye
+    centres when the detector gives them, and whether the top probability is below the pipeline's threshold."""
 
     track_id: int
     box: tuple[int, int, int, int]
     probs: np.ndarray
     label: str
     score: float
+    eyes: tuple | None = None
+    uncertain: bool = False
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Pipeline:
         margin, shift: crop framing around the detector box (see :func:`fer_core.crop.crop_face`; the defaults
             are calibrated to FER2013's framing).
         align: turn each face upright (eyes level) before classifying it (settable).
+        uncertain_below: faces whose top probability is below this are marked ``uncertain`` (settable).
         max_faces: at most this many faces per frame, largest first.
         equalize: histogram equalisation of the face crops (settable).
     """
@@ -74,7 +78,7 @@ class Pipeline:
                  face_model: str | Path | None = None, min_confidence: float = 0.5, smoothing: float = 0.6,
                  equalize: bool = True, margin: float = CROP_MARGIN, max_faces: int = 32,
                  running_mode: str = "video", small_faces: bool = False, align: bool = True,
-                 shift: float = CROP_SHIFT) -> None:
+                 shift: float = CROP_SHIFT, uncertain_below: float = 0.4) -> None:
         """Load the classifier and the detector.
 
         Args:
@@ -87,6 +91,7 @@ class Pipeline:
             margin: crop margin around the detector box.
             align: rotate faces upright using the eye keypoints (settable later).
             shift: crop centre offset along the face's vertical axis, in box widths.
+            uncertain_below: top probability under which a face is marked uncertain (settable later).
             max_faces: faces per frame, largest kept.
             running_mode: ``"video"`` for streams (default) or ``"image"`` for unrelated images.
             small_faces: also search overlapping tiles for small (far) faces; slower (settable later).
@@ -104,6 +109,7 @@ class Pipeline:
         self.margin = float(margin)
         self.shift = float(shift)
         self.align = bool(align)
+        self.uncertain_below = float(uncertain_below)
         self.max_faces = int(max_faces)
 
     # ------------------------------------------------------------------ settings
@@ -189,10 +195,11 @@ class Pipeline:
         tracker = Tracker(smoothing=0.0) if still else self.tracker
         tracks = tracker.update(boxes, probs)
         labels = self.labels
-        for box, track in zip(boxes, tracks):
+        for d, track in zip(detections, tracks):
             k = int(np.argmax(track.probs))
-            result.faces.append(FaceResult(track.track_id, box, track.probs.copy(), labels[k],
-                                           float(track.probs[k])))
+            score = float(track.probs[k])
+            result.faces.append(FaceResult(track.track_id, d.box, track.probs.copy(), labels[k], score, d.eyes,
+                                           score < self.uncertain_below))
         t4 = time.perf_counter()
         result.timings.update(detect=(t1 - t0) * 1000, preprocess=(t2 - t1) * 1000,
                               inference=(t3 - t2) * 1000, total=(t4 - t0) * 1000)

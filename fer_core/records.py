@@ -1,8 +1,8 @@
 """Per-face records: one row per face per frame, as CSV or JSON lines (chosen by the file suffix).
 
-Columns: ``frame, time_ms, [source,] track_id, x, y, w, h, label, score`` then ``p_<label>`` for every class
-in the model's output order; ``source`` (the image file a row comes from) with ``with_source=True``, as for a
-folder of photos. Shared by ``fer-run`` and the desktop app's recorder::
+Columns: ``frame, time_ms, [source,] track_id, x, y, w, h, label, score, uncertain`` (0/1) then ``p_<label>`` for
+every class in the model's output order; ``source`` (the image file a row comes from) with ``with_source=True``,
+as for a folder of photos. Shared by ``fer-run`` and the desktop app's recorder::
 
     with FaceRecordWriter("out/faces.csv", labels) as rec:
         rec.write(frame_idx, t_ms, result.faces)
@@ -18,7 +18,7 @@ from typing import Any
 
 from fer_core.labels import CANONICAL_CLASSES, FER2013_CLASSES
 
-BASE_COLUMNS = ("frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score")
+BASE_COLUMNS = ("frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain")
 SUFFIXES = (".csv", ".jsonl")
 
 
@@ -99,8 +99,8 @@ class FaceRecordWriter:
                                  f"but there are {len(self.labels)} labels")
             x, y, w, h = (int(v) for v in face.box)
             values = [int(frame_idx), round(float(t_ms), 1)] + ([str(source)] if self.with_source else []) + [
-                int(face.track_id), x, y, w, h, str(face.label), round(float(face.score), 5)] + [round(p, 5)
-                                                                                                  for p in probs]
+                int(face.track_id), x, y, w, h, str(face.label), round(float(face.score), 5),
+                int(bool(getattr(face, "uncertain", False)))] + [round(p, 5) for p in probs]
             if self._csv is not None:
                 self._csv.writerow(values)
             else:

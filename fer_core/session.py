@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from fer_core.errors import FerError
 from fer_core.model_meta import ModelMeta
 from fer_core.preprocess import preprocess_face
 
@@ -50,7 +51,7 @@ _PROVIDER_LIBS = {
 }
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(FerError, RuntimeError):
     """A model file is missing, corrupt, or not usable as an emotion classifier."""
 
 

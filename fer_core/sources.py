@@ -25,6 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fer_core.errors import FerError
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -36,7 +38,7 @@ FAILED_READ_PAUSE_S = 0.02
 STALL_TIMEOUT_S = 5.0  # live sources: no frame for this long ends the stream
 
 
-class SourceError(RuntimeError):
+class SourceError(FerError, RuntimeError):
     """A source that cannot be opened or read; the message names it and says why."""
 
 

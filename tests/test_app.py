@@ -251,8 +251,16 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     assert cap.isOpened() and cap.read()[0]
     cap.release()
     lines = (tmp_path / "rec.csv").read_text().splitlines()
-    assert lines[0].startswith("frame,time_ms,track_id,x,y,w,h,label,score,p_angry")
+    assert lines[0].startswith("frame,time_ms,track_id,x,y,w,h,label,score,uncertain,p_angry")
     assert len(lines) >= 1 + 2 * 3  # two faces per frame
+
+    # The session report of that recording, written in the background.
+    window.open_reports = False
+    qtbot.waitUntil(lambda: window.controls.report_button.isEnabled(), timeout=5000)
+    with qtbot.waitSignal(window.report_ready, timeout=30000) as report:
+        window.controls.report_button.click()
+    html = Path(report.args[0]).read_text()
+    assert Path(report.args[0]).parent == tmp_path and "Session report: rec.csv" in html and "base64" in html
 
     # Pause holds the frame; resume goes on.
     window.set_paused(True)

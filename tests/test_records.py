@@ -39,7 +39,7 @@ def test_csv_rows_and_columns(tmp_path):
         rec.write(2, 66.7, faces(1))
     assert rec.rows == 3
     rows = list(csv.DictReader(path.open()))
-    assert list(rows[0]) == ["frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score"] + [
+    assert list(rows[0]) == ["frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain"] + [
         f"p_{c}" for c in FER2013_CLASSES]
     assert [r["frame"] for r in rows] == ["0", "0", "2"]
     assert rows[1]["track_id"] == "2" and rows[1]["x"] == "10" and rows[1]["h"] == "31"
