@@ -139,7 +139,8 @@ class ControlsPanel(QWidget):
         self.record_button = QPushButton("Record")
         self.record_button.setCheckable(True)
         self.report_button = QPushButton("Session report")
-        self.report_button.setToolTip("An HTML report of the last recording: every face's emotions over time")
+        self.report_button.setToolTip("An HTML report of the last recording, or of the video that just ended: "
+                                      "every face's emotions over time")
         self.report_button.setEnabled(False)
         for b in (self.pause_button, self.snapshot_button, self.record_button, self.report_button):
             grid.addWidget(b)

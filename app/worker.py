@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import threading
 import time
 from collections import deque
@@ -27,9 +28,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
-from fer_core.draw import draw_results
 from fer_core.api import EmotionRecognizer
+from fer_core.draw import draw_results
 from fer_core.pipeline import FrameResult
+from fer_core.records import FaceRecordWriter
 from fer_core.sources import ImageSource, open_source
 
 from app.recorder import Recorder
@@ -201,7 +203,7 @@ class InferenceWorker(QObject):
     status = Signal(str)
     ended = Signal()
     recording_changed = Signal(bool)
-    recording_saved = Signal(str)  # the CSV of a finished recording
+    recording_saved = Signal(str)  # the face CSV of a finished recording, or of a video / photos that ended
     finished = Signal()
 
     def __init__(self, source_spec: str | int, settings: WorkerSettings | None = None,
@@ -225,6 +227,7 @@ class InferenceWorker(QObject):
         # Owned by the worker thread:
         self.source: Any = None
         self._still = False
+        self._session_log: FaceRecordWriter | None = None  # every face of a file source, for its session report
         self.pipeline: Pipeline | None = None
         self.recorder: Recorder | None = None
         self._grabber: LatestFrameGrabber | None = None
@@ -347,6 +350,7 @@ class InferenceWorker(QObject):
             self._grabber.start()
         else:
             self._frames = iter(self.source)
+            self._open_session_log()
         return True
 
     def _load_pipeline(self, s: WorkerSettings) -> None:
@@ -414,8 +418,27 @@ class InferenceWorker(QObject):
         while not self._stop_event.is_set() and (left := due - time.perf_counter()) > 0:
             self._stop_event.wait(min(left, 0.05))
 
+    def _open_session_log(self) -> None:
+        """Record every face of a video or photo source in a temporary CSV, for the session report at its end."""
+        labels = list(self.pipeline.labels) if self.pipeline is not None else None
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="fer-session-"))
+            name = Path(str(getattr(self.source, "name", "session"))).stem or "session"
+            self._session_log = FaceRecordWriter(folder / f"{name}_faces.csv", labels, with_source=self._still)
+        except (OSError, ValueError) as exc:
+            log.warning("no session log: %s", exc)
+
+    def _close_session_log(self, ended: bool) -> None:
+        log_, self._session_log = self._session_log, None
+        if log_ is None:
+            return
+        log_.close()
+        if ended and log_.rows:
+            self.recording_saved.emit(str(log_.path))
+
     def _end_of_source(self, exc: Exception | None) -> None:
         self._is_ended = True
+        self._close_session_log(ended=True)
         name = describe_source(self.source_spec)
         exc = exc or getattr(self.source, "error", None)  # a live source that stopped sets .error
         if exc:
@@ -450,6 +473,8 @@ class InferenceWorker(QObject):
         labels = list(self.pipeline.labels) if self.pipeline is not None else []
         annotated = draw_results(frame, result, labels, fps=stats["processed_fps"],
                                  latency_ms=stats["total_ms"], selected=selected)
+        if new_frame and self._session_log is not None:
+            self._session_log.write(idx, t_ms, result.faces, source=str(self.source.last_path) if self._still else "")
         if new_frame and self.recorder is not None:
             self._record(annotated, result, idx, t_ms)
         with self._lock:
@@ -539,8 +564,9 @@ class InferenceWorker(QObject):
 
     # ----- shutdown ----------------------------------------------------------------------------
     def _release(self) -> None:
-        """Close the recorder, the source (after the grabber has let go of it) and the pipeline."""
+        """Close the recorder, the session log, the source (after the grabber has let go of it) and the pipeline."""
         self._stop_recorder()
+        self._close_session_log(ended=False)
         grabber, self._grabber = self._grabber, None
         if grabber is not None:
             grabber.stop()

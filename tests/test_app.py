@@ -7,6 +7,7 @@ classified by the tiny ONNX model from conftest.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -287,6 +288,19 @@ def test_small_faces_checkbox_reaches_the_detector(qtbot, video, tiny_onnx, face
     qtbot.waitUntil(lambda: window.worker.pipeline.detector.small_faces, timeout=10000)
     shown = window.frames_shown
     qtbot.waitUntil(lambda: window.frames_shown >= shown + 3, timeout=10000)  # still processing, tiles and all
+    window.close()
+
+
+def test_session_report_at_the_end_of_a_video(qtbot, video, tiny_onnx, face_model_path):
+    window = make_window(qtbot, source=str(video), model=str(tiny_onnx), face_model=str(face_model_path))
+    window.open_reports = False
+    with qtbot.waitSignal(window.source_ended, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: window.controls.report_button.isEnabled(), timeout=5000)
+    with qtbot.waitSignal(window.report_ready, timeout=30000) as report:
+        window.make_report()
+    summary = json.loads((Path(report.args[0]).parent / "summary.json").read_text())
+    assert summary["rows"] >= 2 * 90 and len(summary["faces"]) >= 2  # two faces through the 100 frames
     window.close()
 
 
