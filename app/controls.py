@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QPushButton, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QPushButton, QSlider, QVBoxLayout, QWidget)
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
@@ -132,7 +132,7 @@ class ControlsPanel(QWidget):
 
         # Actions
         box = QGroupBox("Actions")
-        grid = QHBoxLayout(box)
+        grid = QGridLayout(box)
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
         self.snapshot_button = QPushButton("Snapshot")
@@ -142,8 +142,8 @@ class ControlsPanel(QWidget):
         self.report_button.setToolTip("An HTML report of the last recording, or of the video that just ended: "
                                       "every face's emotions over time")
         self.report_button.setEnabled(False)
-        for b in (self.pause_button, self.snapshot_button, self.record_button, self.report_button):
-            grid.addWidget(b)
+        for i, b in enumerate((self.pause_button, self.snapshot_button, self.record_button, self.report_button)):
+            grid.addWidget(b, i // 2, i % 2)  # two rows of two: the panel keeps its width
         layout.addWidget(box)
         layout.addStretch(1)
 

@@ -199,16 +199,37 @@ def render(m: dict, title: str, notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def refresh(model_path: str | Path) -> Path:
+    """Re-render a card from its metrics JSON after the file changed without retraining (e.g. calibrated): the
+    size, sha256 and calibration are read again; title, figures and notes are kept."""
+    model_path = Path(model_path)
+    card, metrics_path = model_path.with_suffix(".md"), model_path.with_suffix(".json")
+    m = json.loads(metrics_path.read_text())
+    text = card.read_text()
+    title = text.splitlines()[0].split(": ", 1)[1]
+    notes = []
+    if "\n## Notes\n" in text:
+        block = text.split("\n## Notes\n", 1)[1].split("\n## ", 1)[0]
+        notes = [line[2:] for line in block.splitlines() if line.startswith("- ")]
+    m.update(onnx_bytes=model_path.stat().st_size, sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(),
+             calibration=_calibration(model_path))
+    metrics_path.write_text(json.dumps(m, indent=1) + "\n")
+    card.write_text(render(m, title, notes))
+    return card
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="the shipped ONNX file, e.g. models/fer_realtime.onnx")
-    p.add_argument("--title", required=True)
-    p.add_argument("--run", action="append", required=True, help="training run folder (repeat per stage)")
-    p.add_argument("--train-cmd", action="append", required=True, help="the command of each --run, in order")
-    p.add_argument("--export-cmd", required=True)
+    p.add_argument("--refresh", action="store_true",
+                   help="only re-render the card from its metrics JSON (after calibrating the file, say)")
+    p.add_argument("--title")
+    p.add_argument("--run", action="append", help="training run folder (repeat per stage)")
+    p.add_argument("--train-cmd", action="append", help="the command of each --run, in order")
+    p.add_argument("--export-cmd")
     p.add_argument("--export-json", help="fer-export figures (default: <model>.export.json)")
-    p.add_argument("--eval", action="append", required=True, help="fer-eval output folder (report.json)")
-    p.add_argument("--eval-cmd", required=True)
+    p.add_argument("--eval", action="append", help="fer-eval output folder (report.json)")
+    p.add_argument("--eval-cmd")
     p.add_argument("--bench", help="fer-bench --json file (without it the card has no speed figures)")
     p.add_argument("--bench-cmd", default="")
     p.add_argument("--cores", type=int, default=None, help="CPU cores of the training/benchmark machine")
@@ -216,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                                             "(e.g. a GPU window)")
     p.add_argument("--notes", action="append", default=[], help="a line for the card's notes (repeatable)")
     args = p.parse_args(argv)
+    if args.refresh:
+        print(f"wrote {refresh(args.model)}")
+        return 0
+    missing = [flag for flag in ("title", "run", "train_cmd", "export_cmd", "eval", "eval_cmd")
+               if not getattr(args, flag)]
+    if missing:
+        p.error("needed without --refresh: " + ", ".join("--" + m.replace("_", "-") for m in missing))
     if len(args.run) != len(args.train_cmd):
         p.error("give one --train-cmd per --run")
     write_card(args)
