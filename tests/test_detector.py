@@ -70,9 +70,11 @@ def test_tiny_and_invalid_frames(detector):
 
 def test_boxes_are_clipped_to_the_frame(detector, astronaut):
     frame = np.ascontiguousarray(astronaut[100:, 200:])  # the face is cut by the left and top edges
-    for face in detector.detect(frame):
-        x, y, w, h = face.box
-        assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+    faces = detector.detect(frame)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert x == 0 and y == 0  # the box the detector saw reached past both edges
+    assert x + w <= frame.shape[1] and y + h <= frame.shape[0] and w > 40 and h > 40
 
 
 def test_min_confidence_is_settable(face_model_path, astronaut):

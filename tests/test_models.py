@@ -133,13 +133,57 @@ def test_se_efficient_shuffle_rfb_shapes():
         assert create_model("emonext_tiny", 7).stages[3].downsample[-1].fc1.out_channels == 768 // 16
     x = torch.randn(2, 64, 5, 5)
     assert se(torch.randn(2, 16, 6, 6)).shape == (2, 16, 6, 6)
-    assert EfficientAttention(64)(x).shape == x.shape
+    assert EfficientAttention(64)(x).shape == x.shape  # behaviour: test_efficient_attention_branches
     assert ShuffleAttention(64, groups=8)(x).shape == x.shape
     assert ShuffleAttention(768, groups=64)(torch.randn(1, 768, 2, 2)).shape == (1, 768, 2, 2)
     assert BasicRFB(96, 96)(torch.randn(2, 96, 12, 12)).shape == (2, 96, 12, 12)
     assert BasicRFB(8, 8)(torch.randn(2, 8, 12, 12)).shape == (2, 8, 12, 12)
     with pytest.raises(ValueError, match="divisible"):
         ShuffleAttention(64, groups=64)
+
+
+def test_efficient_attention_branches():
+    """Hand-computed: the fuse picks the global branch (ECA with a zero kernel gates by sigmoid(0) = 0.5), then
+    the local branch (depthwise convs that pass the centre pixel: silu(silu(x)))."""
+    att = EfficientAttention(4).eval()
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        att.global_branch.conv.weight.zero_()
+        att.fuse.weight.zero_()
+        att.fuse.bias.zero_()
+        att.fuse.weight[:, :4, 0, 0] = torch.eye(4)
+        assert torch.allclose(att(x), 0.5 * x, atol=1e-6)
+        att.fuse.weight.zero_()
+        att.fuse.weight[:, 4:, 0, 0] = torch.eye(4)
+        for conv in (att.local_branch[0], att.local_branch[2]):
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[:, 0, 1, 1] = 1.0
+        silu = torch.nn.functional.silu
+        assert torch.allclose(att(x), silu(silu(x)), atol=1e-6)
+
+
+def test_basic_rfb_shortcut_scale_and_receptive_fields():
+    rfb = BasicRFB(8, 8).eval()
+    x = torch.randn(1, 8, 16, 16)
+    with torch.no_grad():
+        for m in rfb.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.zero_()
+        rfb.shortcut[0].weight[:, :, 0, 0] = torch.eye(8)
+        eps = rfb.shortcut[1].eps
+        assert torch.allclose(rfb(x), torch.relu(x / (1 + eps) ** 0.5), atol=1e-5)  # branches off: relu(shortcut)
+        # receptive fields: an impulse through all-ones kernels spreads 1, 3 and 5 pixels (dilations 1, 2, 3)
+        impulse = torch.zeros(1, 8, 21, 21)
+        impulse[0, :, 10, 10] = 1.0
+        for m in rfb.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.fill_(1.0)
+        reach = []
+        for branch in (rfb.branch0, rfb.branch1, rfb.branch2):
+            rows = torch.nonzero(branch(impulse)[0].abs().sum(0).sum(1) > 1e-6).flatten()
+            reach.append(int(rows.max() - 10))
+        assert reach == [1, 3, 5]
 
 
 def test_channel_shuffle_interleaves():
@@ -265,13 +309,18 @@ def test_pretrained_hub_offline_error_names_hub_and_path_option(monkeypatch):
 @pytest.mark.parametrize("name", TEST_MODELS)
 def test_onnx_export_matches_torch(tmp_path, name):
     ort = pytest.importorskip("onnxruntime")
+    from training.export import export_onnx
+
     model = create_model(name, 7).eval()
+    ckpt = {"model": model.state_dict(), "ema": None, "config": {"model": name, "img_size": 48},
+            "meta": {"labels": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"], "input_size": 48,
+                     "mean": 0.5, "std": 0.5, "gray": True, "equalize": True, "native_size": 48, "model": name,
+                     "data": "fer2013", "test_accuracy": None}}
+    torch.save(ckpt, tmp_path / "best.pt")
     path = tmp_path / f"{name}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, torch.randn(1, 3, 48, 48), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        export_onnx(tmp_path / "best.pt", path, weights="raw", verify_images=4, progress=False)  # the project's
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(3, 3, 48, 48)
     with torch.no_grad():

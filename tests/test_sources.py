@@ -114,6 +114,31 @@ def test_list_cameras_is_quick():
     assert time.monotonic() - t0 < 10.0
 
 
+def test_list_cameras_finds_the_cameras_that_deliver(monkeypatch):
+    """Index 0 missing, 1 opens but gives no frame, 2 works: only 2 is listed, and every capture is released."""
+    import fer_core.sources as sources
+
+    released = []
+
+    class FakeCapture:
+        def __init__(self, index):
+            self.index = index
+
+        def isOpened(self):
+            return self.index != 0
+
+        def read(self):
+            return (True, np.zeros((4, 4, 3), np.uint8)) if self.index == 2 else (False, None)
+
+        def release(self):
+            released.append(self.index)
+
+    monkeypatch.setattr(sources, "_camera_missing", lambda index: False)
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture)
+    assert list_cameras(max_index=3) == [2]
+    assert sorted(released) == [0, 1, 2]
+
+
 def test_unreachable_stream_fails():
     with pytest.raises(SourceError, match="rtsp://127.0.0.1:9"):
         open_source("rtsp://127.0.0.1:9/none")
