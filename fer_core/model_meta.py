@@ -1,18 +1,23 @@
-"""Self-description of an exported model, stored in the ONNX ``metadata_props``.
+"""The one description of a model, from training to the app: :class:`ModelMeta`.
 
-``fer-export`` writes these keys; :class:`fer_core.session.EmotionClassifier` reads them.
-A model without them still loads, with the defaults below (FER2013's 7 classes, 0.5/0.5,
-grey + equalisation, input size taken from the graph).
+Training creates it when a run starts and stores it in every checkpoint (``to_dict``); ``fer-export`` writes it
+into the ONNX ``metadata_props`` (``to_props``); :class:`fer_core.session.EmotionClassifier`, ``fer-eval`` and the
+model cards read it back (``from_props`` / ``from_dict``). A model without it still loads, with the defaults below
+(FER2013's 7 classes, :data:`DEFAULT_MEAN` / :data:`DEFAULT_STD`, grey + equalisation, input size from the graph).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from fer_core.labels import FER2013_CLASSES
 
 PREFIX = "fer."
+#: The normalisation every model of this project is trained with unless its config says otherwise (the CTAN recipe).
+DEFAULT_MEAN = 0.5
+DEFAULT_STD = 0.5
 
 
 @dataclass
@@ -36,8 +41,8 @@ class ModelMeta:
 
     labels: list[str] = field(default_factory=lambda: list(FER2013_CLASSES))
     input_size: int = 0
-    mean: float = 0.5
-    std: float = 0.5
+    mean: float = DEFAULT_MEAN
+    std: float = DEFAULT_STD
     gray: bool = True
     equalize: bool = True
     native_size: int = 48
@@ -46,6 +51,25 @@ class ModelMeta:
     test_accuracy: float | None = None
     temperature: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (checkpoints, JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelMeta":
+        """From :meth:`to_dict` output (a checkpoint's ``meta``); missing or ``None`` fields keep their defaults."""
+        names = {f.name for f in fields(cls)}
+        meta = cls(**{k: v for k, v in d.items() if k in names and v is not None})
+        meta._normalise()
+        return meta
+
+    def _normalise(self) -> None:
+        self.labels = [str(x) for x in self.labels]
+        self.input_size = int(self.input_size or 0)
+        self.native_size = int(self.native_size or 0)
+        self.mean, self.std, self.temperature = float(self.mean), float(self.std), float(self.temperature)
+        self.extra = dict(self.extra or {})
 
     def to_props(self) -> dict[str, str]:
         """Serialise to string key/value pairs for ``onnx`` ``metadata_props``."""
@@ -70,10 +94,6 @@ class ModelMeta:
                 setattr(meta, name, json.loads(raw))
             except json.JSONDecodeError:
                 setattr(meta, name, raw)
-        meta.labels = [str(x) for x in meta.labels]
-        meta.input_size = int(meta.input_size or 0)
-        meta.native_size = int(meta.native_size or 0)
-        meta.mean, meta.std = float(meta.mean), float(meta.std)
-        meta.temperature = float(meta.temperature)
         meta.extra = {k: v for k, v in props.items() if not k.startswith(PREFIX)}
+        meta._normalise()
         return meta, missing

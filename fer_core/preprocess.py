@@ -18,8 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-DEFAULT_MEAN = 0.5
-DEFAULT_STD = 0.5
+from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD  # set once, in the model contract
 
 
 def to_gray(img: np.ndarray) -> np.ndarray:

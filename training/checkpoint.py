@@ -84,7 +84,8 @@ def select_weights(ckpt: dict[str, Any], weights: str = "best") -> tuple[dict[st
 
 
 def build_model_from_checkpoint(ckpt: dict[str, Any], weights: str = "best") -> nn.Module:
-    """Rebuild the network stored in a checkpoint and load its weights; returned in eval mode on the CPU.
+    """Rebuild the network stored in a checkpoint and load its weights; returned in eval mode on the CPU, with
+    ``model.weights_used`` saying which weights ("raw" or "ema") were loaded.
 
     Args:
         ckpt: dict from :func:`load_checkpoint`.
@@ -96,11 +97,12 @@ def build_model_from_checkpoint(ckpt: dict[str, Any], weights: str = "best") -> 
     meta = ckpt["meta"]
     name = meta.get("model") or cfg.get("model")
     model = create_model(name, num_classes=len(meta["labels"]), **dict(cfg.get("model_kwargs") or {}))
-    state, _ = select_weights(ckpt, weights)
+    state, which = select_weights(ckpt, weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"weights do not fit model '{name}': {str(exc).splitlines()[0]}") from None
+    model.weights_used = which
     return model.eval()
 
 

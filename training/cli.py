@@ -84,6 +84,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", help="decoded-data cache folder")
     _bool(g, "--skip-bad", "skip unreadable images instead of stopping")
     _bool(g, "--equalize", "histogram equalisation of the faces (default on)")
+    g.add_argument("--mean", type=float, help="input normalisation (x - mean) / std after scaling to [0, 1]; "
+                                              "default 0.5 (stored in the model, so inference follows)")
+    g.add_argument("--std", type=float, help="default 0.5")
     g.add_argument("--list-models", action="store_true", help="print model names, parameters and GFLOPs and exit")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="default 30")

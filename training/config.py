@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD
+
 
 class ConfigError(ValueError):
     """A bad setting: unknown key, wrong type, unreadable YAML file, run folder clash."""
@@ -34,6 +36,8 @@ class TrainConfig:
     cache_dir: str | None = None
     skip_bad: bool = False
     equalize: bool = True
+    mean: float = DEFAULT_MEAN
+    std: float = DEFAULT_STD
     # schedule and optimiser
     epochs: int = 30
     time_budget: float | None = None
@@ -167,6 +171,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"model_kwargs must be a mapping, got {cfg.model_kwargs!r}")
     if cfg.time_budget is not None and cfg.time_budget <= 0:
         raise ConfigError(f"time_budget must be a positive number of seconds, got {cfg.time_budget}")
+    if cfg.std <= 0:
+        raise ConfigError(f"std must be positive, got {cfg.std}")
     if cfg.lr <= 0 or cfg.min_lr < 0:
         raise ConfigError("lr must be > 0 and min_lr >= 0")
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD
 from training.distributed import DistInfo, all_gather_objects, all_reduce_max, all_reduce_sum, eval_shard
 from training.loader import TrainBatches
 from training.report import classification_metrics
@@ -232,7 +233,7 @@ def train_one_epoch(model: nn.Module, batches: TrainBatches, criterion: Callable
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: torch.Tensor, img_size: int, batch_size: int, tta: str = "none",
-                  amp: Amp | None = None, mean: float = 0.5, std: float = 0.5, channels_last: bool = False,
+                  amp: Amp | None = None, mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD, channels_last: bool = False,
                   info: DistInfo | None = None, progress: bool = True, desc: str = "eval",
                   stop_requested: Callable[[], bool] = lambda: False) -> np.ndarray:
     """Class probabilities (N, C) for uint8 faces (N, S, S), averaged over the TTA views.

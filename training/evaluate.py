@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from training.checkpoint import build_model_from_checkpoint, load_checkpoint, select_weights
+from fer_core.model_meta import ModelMeta
+from training.checkpoint import build_model_from_checkpoint, load_checkpoint
 from training.engine import Amp, evaluate
 from training.report import classification_metrics, write_report
 from training.transforms import TTA_MODES, tencrop_offsets, tencrop_size
@@ -100,21 +101,19 @@ def evaluate_checkpoint(path: str | Path, specs: list[str], split: str = "test",
     """
     modes = parse_modes(tta)
     ckpt = load_checkpoint(path)
-    meta = ckpt["meta"]
+    meta = ModelMeta.from_dict(ckpt["meta"])
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     if device == "cuda" and dev.type != "cuda":
         raise EvalError("--device cuda: no CUDA device is available")
     model = build_model_from_checkpoint(ckpt, weights).to(device=dev, memory_format=torch.channels_last)
-    _, which = select_weights(ckpt, weights)
-    data, part = _load_split(specs, split, int(meta.get("native_size") or 48), bool(meta.get("equalize", True)),
-                             subset, cache_dir, progress)
-    keep, labels = align_labels(data.classes, list(meta["labels"]), part.labels)
+    which = model.weights_used
+    data, part = _load_split(specs, split, meta.native_size, meta.equalize, subset, cache_dir, progress)
+    keep, labels = align_labels(data.classes, meta.labels, part.labels)
     images = torch.from_numpy(part.images[keep]).to(dev)
     amp = Amp.resolve("auto", dev)
-    report = test_report(model, images, labels, list(meta["labels"]), int(meta["input_size"]), batch_size, modes,
-                         amp=amp, mean=float(meta["mean"]), std=float(meta["std"]), channels_last=True,
-                         progress=progress)
-    report.update(model=meta.get("model"), data=data.name, split=split, checkpoint=str(path), weights=which,
+    report = test_report(model, images, labels, meta.labels, meta.input_size, batch_size, modes, amp=amp,
+                         mean=meta.mean, std=meta.std, channels_last=True, progress=progress)
+    report.update(model=meta.model, data=data.name, split=split, checkpoint=str(path), weights=which,
                   epoch=ckpt.get("epoch"))
     out = Path(out_dir) if out_dir else Path(path).parent / f"eval_{split}"
     write_report(report, out)
@@ -155,7 +154,7 @@ def evaluate_onnx(path: str | Path, specs: list[str], split: str = "test", tta: 
     modes = parse_modes(tta)
     clf = EmotionClassifier(path, provider=provider)
     meta = clf.meta
-    data, part = _load_split(specs, split, int(meta.native_size or 48), bool(meta.equalize), subset, cache_dir,
+    data, part = _load_split(specs, split, meta.native_size, meta.equalize, subset, cache_dir,
                              progress)
     keep, labels = align_labels(data.classes, list(clf.labels), part.labels)
     faces = part.images[keep]

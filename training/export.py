@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 import warnings
-import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,26 +133,15 @@ def _affine_grid_support(opset: int) -> Iterator[None]:
 
 
 def _load_checkpoint(ckpt_path: Path) -> dict:
-    """Load a training checkpoint with clear errors for a missing or foreign file."""
-    if not ckpt_path.exists():
-        raise ExportError(f"checkpoint not found: {ckpt_path}")
-    if not ckpt_path.is_file():
-        raise ExportError(f"checkpoint is not a file: {ckpt_path}")
+    """:func:`training.checkpoint.load_checkpoint`, its errors as :class:`ExportError` (and a hint for an .onnx)."""
     if ckpt_path.suffix.lower() == ".onnx":
         raise ExportError(f"{ckpt_path} is already an ONNX model; --checkpoint takes a fer-train checkpoint (.pt)")
-    if not zipfile.is_zipfile(ckpt_path):  # torch.save writes zip archives (since torch 1.6)
-        raise ExportError(f"{ckpt_path}: unknown checkpoint format (not a torch.save file written by fer-train)")
     from training.checkpoint import CheckpointError, load_checkpoint  # torch: imported only when needed
 
     try:
-        ckpt = load_checkpoint(ckpt_path)
+        return load_checkpoint(ckpt_path)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
-    except Exception as exc:  # anything else torch.load may raise on a foreign file
-        raise ExportError(f"{ckpt_path}: not a readable training checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ExportError(f"{ckpt_path}: unknown checkpoint format (expected a dict with a 'model' state dict)")
-    return ckpt
 
 
 def _report_accuracy(report_path: Path) -> float | None:
@@ -174,12 +162,8 @@ def meta_from_checkpoint(ckpt: dict, ckpt_path: Path) -> ModelMeta:
     Raises:
         ExportError: when the checkpoint does not say its input size.
     """
-    raw = dict(ckpt.get("meta") or {})
+    meta = ModelMeta.from_dict(dict(ckpt.get("meta") or {}))
     config = ckpt.get("config") or {}
-    known = {"labels", "input_size", "mean", "std", "gray", "equalize", "native_size", "model", "data",
-             "test_accuracy"}
-    meta = ModelMeta(**{k: v for k, v in raw.items() if k in known and v is not None})
-    meta.labels = [str(x) for x in meta.labels]
     if not meta.input_size:
         meta.input_size = int(config.get("img_size") or 0)
     if not meta.input_size:

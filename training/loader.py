@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
+from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD
 from training.distributed import DistInfo, shard_indices
 from training.transforms import AugmentConfig, mix_batch, train_transform
 
@@ -35,7 +36,7 @@ class TrainBatches:
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, num_classes: int, batch_size: int,
                  img_size: int, seed: int = 0, info: DistInfo | None = None, aug: AugmentConfig | None = None,
                  mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, channels_last: bool = False,
-                 mean: float = 0.5, std: float = 0.5):
+                 mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD):
         self.images, self.targets = images, targets
         self.num_classes = num_classes
         self.batch_size, self.img_size = batch_size, img_size

@@ -26,6 +26,8 @@ from pathlib import Path
 import onnx
 import yaml
 
+from fer_core.model_meta import ModelMeta
+
 FER2013_LICENCE = ("FER2013 (Goodfellow et al., ICML 2013 challenge) has no open licence: it was published on Kaggle "
                    "for research, and its faces were collected from the web and remain their owners'. Treat models "
                    "trained on it as fit for research and non-commercial use.")
@@ -108,14 +110,14 @@ def build(args: argparse.Namespace) -> tuple[dict, str]:
     """Gather the figures and render the card; returns (metrics dict, markdown)."""
     model_path = Path(args.model)
     proto = onnx.load(str(model_path))
-    meta = {p.key: p.value for p in proto.metadata_props}
+    meta, _ = ModelMeta.from_props({p.key: p.value for p in proto.metadata_props})
     params = sum(int(onnx.numpy_helper.to_array(t).size) for t in proto.graph.initializer)
     export = json.loads(Path(f"{model_path}.export.json").read_text()) if Path(f"{model_path}.export.json").is_file() \
         else json.loads(Path(args.export_json).read_text())
-    data = json.loads(meta.get("fer.data", '"fer2013"'))
+    data = meta.data if meta.data != "unknown" else "fer2013"
     metrics = {
-        "model_file": model_path.name, "architecture": json.loads(meta.get("fer.model", '"?"')),
-        "input_size": int(meta.get("fer.input_size", 0)), "labels": json.loads(meta["fer.labels"]),
+        "model_file": model_path.name, "architecture": meta.model,
+        "input_size": meta.input_size, "labels": meta.labels,
         "params": params, "onnx_bytes": model_path.stat().st_size, "precision": export["precision"],
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(), "data": data,
         "training": [{**_run_summary(Path(r), data), "command": c} for r, c in zip(args.run, args.train_cmd)],

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD, ModelMeta
 from training.config import ConfigError
 from training.data import FaceData, FaceSplit
 from training.data.facedata import SPLITS
@@ -33,7 +34,7 @@ def face_key(file: str) -> str:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, img_size: int, batch_size: int = 512,
-                   mean: float = 0.5, std: float = 0.5, amp: Any = None, channels_last: bool = False) -> np.ndarray:
+                   mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD, amp: Any = None, channels_last: bool = False) -> np.ndarray:
     """Flip-averaged logits (N, C) float32 of uint8 faces (N, S, S) on the model's device."""
     model.eval()
     out = []
@@ -51,7 +52,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, img_size: int, batch_
 
 
 def write_teacher_logits(model: nn.Module, data: FaceData, img_size: int, path: str | Path, device: torch.device,
-                         model_name: str = "", mean: float = 0.5, std: float = 0.5, amp: Any = None,
+                         model_name: str = "", mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD, amp: Any = None,
                          channels_last: bool = False) -> dict[str, int]:
     """Predict every split of ``data`` and write the logits file. Returns images per split."""
     files, logits, split = [], [], []
@@ -130,12 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         ckpt = load_checkpoint(args.checkpoint)
-        meta = ckpt["meta"]
-        data = load_data(args.data, cache_size=int(meta.get("native_size") or 48), equalize=bool(meta["equalize"]),
-                         progress=False)
+        meta = ModelMeta.from_dict(ckpt["meta"])
+        data = load_data(args.data, cache_size=meta.native_size, equalize=meta.equalize, progress=False)
         model = build_model_from_checkpoint(ckpt).to(args.device)
-        counts = write_teacher_logits(model, data, int(meta["input_size"]), args.out, torch.device(args.device),
-                                      str(meta.get("model")), float(meta["mean"]), float(meta["std"]))
+        counts = write_teacher_logits(model, data, meta.input_size, args.out, torch.device(args.device), meta.model,
+                                      meta.mean, meta.std)
     except (CheckpointError, DataError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_core.model_meta import ModelMeta
 from training import engine
 from training.budget import BudgetClock
 from training.checkpoint import (CheckpointError, build_model_from_checkpoint, load_checkpoint, rng_state,
@@ -43,7 +44,6 @@ from training.transforms import AugmentConfig
 
 log = logging.getLogger(__name__)
 
-MEAN, STD = 0.5, 0.5
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "curves.png", "report.json", "confusion_matrix.png")
 
 
@@ -176,14 +176,17 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         raise
 
 
-def load_teacher(path: str, classes: tuple[str, ...], device: torch.device) -> nn.Module:
-    """A frozen teacher from a checkpoint; its labels must be the training classes."""
+def load_teacher(path: str, student: ModelMeta, device: torch.device) -> nn.Module:
+    """A frozen teacher from a checkpoint; its labels and input normalisation must be the student's."""
     ckpt = load_checkpoint(path)
-    labels = tuple(ckpt["meta"]["labels"])
-    if labels != tuple(classes):
-        raise ConfigError(f"teacher {path} predicts {list(labels)} but the data has {list(classes)}")
+    meta = ModelMeta.from_dict(ckpt["meta"])
+    if meta.labels != student.labels:
+        raise ConfigError(f"teacher {path} predicts {meta.labels} but the data has {student.labels}")
+    if (meta.mean, meta.std) != (student.mean, student.std):
+        raise ConfigError(f"teacher {path} expects inputs normalised with mean {meta.mean} / std {meta.std}, the "
+                          f"student {student.mean} / {student.std}: train the student with the teacher's --mean/--std")
     teacher = build_model_from_checkpoint(ckpt).to(device)
-    teacher.input_size = int(ckpt["meta"]["input_size"])
+    teacher.input_size = meta.input_size
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher.eval()
@@ -221,11 +224,12 @@ def epoch_row(epoch: int, stats: dict, val: dict, ema_val: dict | None) -> dict[
             "lr": stats["lr"], "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
 
 
-def make_meta(cfg: TrainConfig, data: Any) -> dict[str, Any]:
-    """ModelMeta fields (as a plain dict) for the checkpoints."""
-    return {"labels": list(data.classes), "input_size": cfg.img_size, "mean": MEAN, "std": STD, "gray": True,
-            "equalize": bool(data.equalize), "native_size": int(data.native_size), "model": cfg.model,
-            "data": data.name, "test_accuracy": None}
+def make_meta(cfg: TrainConfig, data: Any) -> ModelMeta:
+    """The model's :class:`ModelMeta`, made once when the run starts: the loaders, the evaluation and every
+    checkpoint take it from here."""
+    return ModelMeta(labels=list(data.classes), input_size=cfg.img_size, mean=float(cfg.mean), std=float(cfg.std),
+                     gray=True, equalize=bool(data.equalize), native_size=int(data.native_size), model=cfg.model,
+                     data=data.name)
 
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
@@ -267,6 +271,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     data = load_data(cfg.data, cache_size=cfg.cache_size, equalize=cfg.equalize, skip_bad=cfg.skip_bad,
                      seed=cfg.seed, subset=cfg.subset, cache_dir=cfg.cache_dir, progress=progress)
     classes, num_classes = tuple(data.classes), len(data.classes)
+    meta = make_meta(cfg, data)
     train_split = data.train
     if cfg.soft_targets:
         from training.teacher_logits import soft_targets
@@ -279,7 +284,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
         torch.from_numpy(train_split.images).to(device), targets.to(device), num_classes, cfg.batch_size,
         cfg.img_size, cfg.seed, info, AugmentConfig(scale_min=cfg.scale_min, rotate=cfg.rotate, hflip=cfg.hflip,
                                                     erase=cfg.erase),
-        cfg.mixup, cfg.cutmix, cfg.mix_prob, channels_last, MEAN, STD)
+        cfg.mixup, cfg.cutmix, cfg.mix_prob, channels_last, meta.mean, meta.std)
     val_images = torch.from_numpy(data.val.images).to(device)
 
     # model, loss, EMA, optimiser, schedule, AMP
@@ -306,8 +311,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
         scheduler = engine.create_scheduler(optimizer, cfg.epochs * steps, warmup, cfg.min_lr)
     amp = engine.Amp.resolve(cfg.amp, device)
     scaler = amp.scaler()
-    meta = make_meta(cfg, data)
-    teacher = load_teacher(cfg.teacher, classes, device) if cfg.teacher else None
+    teacher = load_teacher(cfg.teacher, meta, device) if cfg.teacher else None
     if resume is not None and list(resume["meta"]["labels"]) != list(classes):
         raise CheckpointError(f"{ckpt_path} was trained on {resume['meta']['labels']}, the data has {list(classes)}")
     if main:
@@ -337,7 +341,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     if cfg.compile:
         train_model = torch.compile(train_model)
     eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
-    eval_kw = dict(amp=amp, mean=MEAN, std=STD, channels_last=channels_last, info=info, progress=progress)
+    eval_kw = dict(amp=amp, mean=meta.mean, std=meta.std, channels_last=channels_last, info=info, progress=progress)
 
     def state(epoch: int, step: int = 0, progress_state: dict | None = None, full: bool = True) -> dict[str, Any]:
         return {"model": model.state_dict(), "ema": ema.module.state_dict() if ema is not None else None,
@@ -346,7 +350,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
                 "scaler": scaler.state_dict() if full else None,
                 "epoch": epoch, "step_in_epoch": step, "epoch_progress": progress_state,
                 "best_acc": best_acc, "best_weights": best_weights, "elapsed_s": clock.elapsed(),
-                "rng": rngs_all if full else None, "config": cfg.to_dict(), "meta": meta}
+                "rng": rngs_all if full else None, "config": cfg.to_dict(), "meta": meta.to_dict()}
 
     n_epochs = cfg.epochs if not cfg.time_budget else 1 << 30
     log.info("training %s on %s (%d classes, %d train / %d val images) at %d px on %s, AMP %s, %d steps/epoch, %s",

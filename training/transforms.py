@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD
+
 TTA_MODES = ("none", "flip", "tencrop")
 TENCROP_SCALE = 1.15
 
@@ -100,13 +102,13 @@ def resize_gray(images: torch.Tensor, size: int, round_levels: bool = True) -> t
     return x / 255.0
 
 
-def eval_transform(images: torch.Tensor, size: int, mean: float = 0.5, std: float = 0.5,
+def eval_transform(images: torch.Tensor, size: int, mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD,
                    channels_last: bool = False) -> torch.Tensor:
     """Plain evaluation preprocessing: uint8 (B, S, S) -> normalised float (B, 3, size, size)."""
     return to_three_channels(_normalize(resize_gray(images, size), mean, std), channels_last)
 
 
-def tta_views(images: torch.Tensor, size: int, mode: str = "none", mean: float = 0.5, std: float = 0.5,
+def tta_views(images: torch.Tensor, size: int, mode: str = "none", mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD,
               channels_last: bool = False) -> list[torch.Tensor]:
     """All test-time views of a batch; the caller averages the class probabilities over them.
 
@@ -190,7 +192,7 @@ def random_erase(x: torch.Tensor, prob: float, area: tuple[float, float], gen: t
 
 
 def train_transform(images: torch.Tensor, size: int, gen: torch.Generator, cfg: AugmentConfig | None = None,
-                    mean: float = 0.5, std: float = 0.5, channels_last: bool = False) -> torch.Tensor:
+                    mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD, channels_last: bool = False) -> torch.Tensor:
     """Augment a uint8 (B, S, S) batch into normalised float (B, 3, size, size) on the images' device.
 
     The warp samples straight from the cached faces (upscaling needs no extra pass); when ``size`` is smaller

@@ -144,20 +144,21 @@ def finish_job(cfg: Any, ckpt: dict[str, Any], run_dir: Path, result: dict[str, 
     """Teacher logits of every face, and an ONNX export checked against PyTorch on real faces."""
     import torch
 
+    from fer_core.model_meta import ModelMeta
     from training.checkpoint import build_model_from_checkpoint
     from training.data import load_data
     from training.engine import Amp
     from training.export import export_onnx
     from training.teacher_logits import write_teacher_logits
 
-    meta = ckpt["meta"]
+    meta = ModelMeta.from_dict(ckpt["meta"])
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
     data = load_data(cfg.data, cache_size=cfg.cache_size, equalize=cfg.equalize, seed=cfg.seed, subset=cfg.subset,
                      cache_dir=cfg.cache_dir, progress=False)
     model = build_model_from_checkpoint(ckpt).to(device)
     t = time.time()
-    write_teacher_logits(model, data, cfg.img_size, run_dir / "logits.npz", device, cfg.model, float(meta["mean"]),
-                         float(meta["std"]), Amp.resolve("auto", device))
+    write_teacher_logits(model, data, meta.input_size, run_dir / "logits.npz", device, meta.model, meta.mean,
+                         meta.std, Amp.resolve("auto", device))
     result["logits_seconds"] = round(time.time() - t, 1)
     t = time.time()
     figures = export_onnx(run_dir / "best.pt", run_dir / f"{cfg.name}.onnx", verify_specs=cfg.data,
