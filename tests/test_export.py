@@ -24,8 +24,9 @@ from conftest import make_tiny_onnx  # noqa: E402
 from fer_core.labels import FER2013_CLASSES  # noqa: E402
 from fer_core.model_meta import ModelMeta  # noqa: E402
 from fer_core.preprocess import to_input  # noqa: E402
-from training import export  # noqa: E402
-from training.export import VerificationError, export_onnx, main  # noqa: E402
+from training import export, onnx_graph  # noqa: E402
+from training.cli import export_main as main  # noqa: E402
+from training.export import VerificationError, export_onnx  # noqa: E402
 
 SIZE = 32  # model input side: small keeps the CPU training below fast
 N_FACES = 100  # FER2013 faces per split: trained on and verified with (test split), calibration (train split)
@@ -242,7 +243,7 @@ def test_affine_grid_exports_at_opset_17(tmp_path):
     for align in (False, True):
         for opset in (17, 20):
             path = tmp_path / f"warp_{align}_{opset}.onnx"
-            export._torch_export(Warp(align).eval(), path, 20, opset)
+            onnx_graph.torch_export(Warp(align).eval(), path, 20, opset)
             ops = {n.op_type for n in onnx.load(str(path)).graph.node}
             assert ("AffineGrid" in ops) == (opset >= 20)
             np.testing.assert_allclose(_ort_logits(path, x), _torch_logits(Warp(align), x), atol=1e-5)
@@ -278,7 +279,8 @@ def test_cli_errors(case, tmp_path, capsys):
 
 def test_console_script_error(tmp_path):
     script = shutil.which("fer-export", path=os.path.dirname(sys.executable))
-    cmd = [script] if script else [sys.executable, "-m", "training.export"]
+    cmd = [script] if script else [sys.executable, "-c", "import sys; from training.cli import export_main; "
+                                                        "sys.exit(export_main())"]
     proc = subprocess.run([*cmd, "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.onnx")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("fer-export: error: checkpoint not found")

@@ -1,4 +1,4 @@
-"""The ``fer-train`` and ``fer-eval`` commands.
+"""The ``fer-train``, ``fer-eval`` and ``fer-export`` commands.
 
 Errors in what the user gave (data, model name, checkpoint, settings) print one line on stderr and exit with
 code 2; a diverging loss exits with 1; Ctrl-C saves ``last.pt`` and exits with 130.
@@ -308,6 +308,91 @@ def eval_main(argv: list[str] | None = None) -> int:
     for mode, res in report["tta"].items():
         print(f"  TTA {mode:<8} accuracy {res['accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}")
     print(f"report: {out / 'report.json'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- fer-export
+
+
+EXPORT_EXAMPLES = """examples:
+  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t.onnx --verify-data fer2013=../shared/data/fer2013
+  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t.onnx --verify-data fer2013=../shared/data/fer2013 --calibrate
+  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t_fp16.onnx --fp16 --verify-data fer2013=../shared/data/fer2013
+  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t_int8.onnx --int8 --calib-data fer2013=../shared/data/fer2013
+  fer-export --checkpoint runs/ctan/last.pt --out models/ctan_raw.onnx --weights raw --opset 20
+
+checks: fp32 max |logit difference| <= 1e-3; fp16/int8 top-1 agreement with PyTorch >= 99%.
+exit codes: 0 written and verified, 1 verification failed (nothing written), 2 bad arguments or input files.
+"""
+
+
+def export_parser() -> argparse.ArgumentParser:
+    """The ``fer-export`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="fer-export", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXPORT_EXAMPLES,
+        description="Export a training checkpoint to a self-describing ONNX model and verify it against PyTorch.")
+    parser.add_argument("--checkpoint", required=True, help="training checkpoint, e.g. runs/emonext_t/best.pt")
+    parser.add_argument("--out", required=True, help="ONNX file to write, e.g. models/emonext_t.onnx")
+    parser.add_argument("--weights", choices=("ema", "raw", "best"), default="best",
+                        help="best (default): whichever of the raw and EMA weights reached the best validation "
+                             "accuracy; ema (raw when the checkpoint has none); raw")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="float16 weights and compute (float32 input/output)")
+    precision.add_argument("--int8", action="store_true", help="static int8 quantisation (QDQ, per-channel)")
+    parser.add_argument("--calib-data", action="append", metavar="SPEC",
+                        help="faces for int8 calibration, e.g. fer2013=PATH (repeatable)")
+    parser.add_argument("--calib-images", type=int, default=500, help="calibration faces (default 500)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit a temperature on the validation split of --verify-data and fold it into the model "
+                             "(python -m training.calibrate; the ECE before/after goes to <out>.calibration.json)")
+    parser.add_argument("--verify-data", action="append", metavar="SPEC",
+                        help="faces for the parity check (default: --calib-data; else random inputs)")
+    parser.add_argument("--verify-images", type=int, default=500, help="faces for the parity check (default 500)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """``fer-export``: 0 written and verified, 1 verification failed, 2 bad input."""
+    from training.export import (EXIT_USAGE, EXIT_VERIFY_FAILED, ExportError, VerificationError, export_onnx,
+                                 figures_line, logger)
+
+    args = export_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="fer-export: %(message)s")
+    logger.setLevel(logging.INFO)  # this module's stage messages; other libraries stay at warnings
+    if args.calibrate and not (args.verify_data or args.calib_data):
+        print("fer-export: error: --calibrate needs the model's data: add --verify-data fer2013=PATH", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = export_onnx(args.checkpoint, args.out, weights=args.weights, fp16=args.fp16, int8=args.int8,
+                             calib_specs=args.calib_data, opset=args.opset, verify_specs=args.verify_data,
+                             verify_images=args.verify_images, calib_images=args.calib_images,
+                             progress=not args.no_progress)
+    except VerificationError as exc:
+        for name, figures in (exc.figures.get("verify") or {}).items():
+            print(f"  {name:5s} {figures_line(figures)}  [{figures['criterion']}: "
+                  f"{'ok' if figures['passed'] else 'FAILED'}]", file=sys.stderr)
+        print(f"fer-export: error: {exc}", file=sys.stderr)
+        return EXIT_VERIFY_FAILED
+    except ExportError as exc:
+        print(f"fer-export: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fer-export: interrupted, nothing written", file=sys.stderr)
+        return 130
+    print(f"exported {result['checkpoint']} ({result['model']}, {result['weights']} weights) -> {result['out']} "
+          f"[{result['precision']}, opset {result['opset']}, {result['size_bytes'] / 1e6:.1f} MB]")
+    print(f"verified with ONNX Runtime (CPU) against PyTorch on {result['verify_data']}:")
+    for name, figures in result["verify"].items():
+        print(f"  {name:5s} {figures_line(figures)}  [{figures['criterion']}: ok]")
+    print(f"figures written to {result['out']}.export.json")
+    if args.calibrate:
+        from training.calibrate import calibrate
+
+        cal = calibrate(result["out"], list(args.verify_data or args.calib_data), progress=not args.no_progress)
+        print(f"calibrated: temperature {cal['temperature']:.3f}; test ECE {cal['test']['before']['ece']:.4f} -> "
+              f"{cal['test']['after']['ece']:.4f}")
     return 0
 
 

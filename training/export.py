@@ -1,6 +1,6 @@
 """Export a training checkpoint to a self-describing ONNX model, then check what was written.
 
-``fer-export`` (:func:`main`) and :func:`export_onnx` do, in order:
+``fer-export`` (:func:`training.cli.export_main`) and :func:`export_onnx` do, in order:
 
 1. load the checkpoint and build the model from the weights that won validation (``--weights ema|raw`` to
    choose; EMA falls back to raw with a note when the checkpoint holds none);
@@ -9,7 +9,7 @@
    ``grid_sample`` becomes ONNX ``GridSample`` (opset 16+). EmoNeXt's Spatial Transformer builds its
    affine grid from MatMuls itself; a model calling ``F.affine_grid`` exports too: ONNX's ``AffineGrid``
    arrived in opset 20, so for opsets 17-19 it is written as the same small graph
-   (:func:`_affine_grid_symbolic`);
+   (:func:`training.onnx_graph.affine_grid_symbolic`);
 3. write :class:`fer_core.model_meta.ModelMeta` into ``metadata_props`` (labels in output order,
    input size, mean/std, grey/equalisation, native size, model name, training data, test accuracy
    from the checkpoint's meta or the ``report.json`` next to it) plus producer information;
@@ -24,25 +24,20 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import inspect
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnxruntime.quantization import CalibrationDataReader
 
 from fer_core.model_meta import ModelMeta
+from training.onnx_graph import to_fp16, to_int8, torch_export
 
 logger = logging.getLogger(__name__)
 
@@ -66,65 +61,6 @@ class VerificationError(ExportError):
     def __init__(self, message: str, figures: dict[str, Any]):
         super().__init__(message)
         self.figures = figures
-
-
-# --------------------------------------------------------------------------------------------------
-# Spatial Transformer for opsets below 20
-# --------------------------------------------------------------------------------------------------
-
-
-def _affine_grid_symbolic(g, theta, size, align_corners):
-    """``aten::affine_grid_generator`` (2-D) as plain ONNX ops, for opsets 17-19.
-
-    ``grid[n, h, w] = theta[n] @ (x_w, y_h, 1)`` where ``x_w = (2w + 1 - W) / W`` (``align_corners=False``)
-    or ``(2w + 1 - W) / max(W - 1, 1)`` (``True``), the pixel coordinates torch uses; same for ``y_h``.
-    H and W are read from ``size`` at run time, so the graph is not tied to one input size.
-    """
-    import torch
-    from torch.onnx import symbolic_helper
-
-    align = bool(symbolic_helper._maybe_get_const(align_corners, "b"))
-
-    def const(value, dtype=torch.float32):
-        return g.op("Constant", value_t=torch.tensor(value, dtype=dtype))
-
-    def unsqueeze(x, axis: int):
-        return g.op("Unsqueeze", x, const([axis], torch.int64))
-
-    def coords(dim: int):
-        n = g.op("Gather", size, const(dim, torch.int64), axis_i=0)
-        n_f = g.op("Cast", n, to_i=1)  # 1 = FLOAT
-        steps = g.op("Cast", g.op("Range", const(0, torch.int64), n, const(1, torch.int64)), to_i=1)
-        numerator = g.op("Sub", g.op("Add", g.op("Mul", steps, const(2.0)), const(1.0)), n_f)
-        denominator = g.op("Max", g.op("Sub", n_f, const(1.0)), const(1.0)) if align else n_f
-        return g.op("Div", numerator, denominator)
-
-    xs, ys = coords(3), coords(2)  # (W,), (H,)
-    row, col = unsqueeze(xs, 0), unsqueeze(ys, 1)  # (1, W), (H, 1)
-    grid_x = g.op("Add", row, g.op("Mul", col, const(0.0)))  # (H, W) by broadcasting
-    grid_y = g.op("Add", col, g.op("Mul", row, const(0.0)))
-    ones = g.op("Add", g.op("Mul", grid_x, const(0.0)), const(1.0))
-    base = g.op("Concat", unsqueeze(grid_x, 2), unsqueeze(grid_y, 2), unsqueeze(ones, 2), axis_i=2)
-    base = g.op("Reshape", base, const([1, -1, 3], torch.int64))  # (1, H*W, 3)
-    grid = g.op("MatMul", base, g.op("Transpose", theta, perm_i=[0, 2, 1]))  # (N, H*W, 2)
-    hw = g.op("Gather", size, const([2, 3], torch.int64), axis_i=0)
-    shape = g.op("Concat", const([-1], torch.int64), hw, const([2], torch.int64), axis_i=0)
-    return g.op("Reshape", grid, shape)  # (N, H, W, 2)
-
-
-@contextlib.contextmanager
-def _affine_grid_support(opset: int) -> Iterator[None]:
-    """Register :func:`_affine_grid_symbolic` for the export when ``opset`` < 20 (native AffineGrid above)."""
-    import torch
-
-    if opset >= 20:
-        yield
-        return
-    torch.onnx.register_custom_op_symbolic("aten::affine_grid_generator", _affine_grid_symbolic, opset)
-    try:
-        yield
-    finally:
-        torch.onnx.unregister_custom_op_symbolic("aten::affine_grid_generator", opset)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,107 +159,9 @@ def faces_as_inputs(data, meta: ModelMeta, count: int, splits: Sequence[str]) ->
     return np.stack([to_input(img, meta.input_size, meta.mean, meta.std) for img in images])
 
 
-class FaceCalibrationReader(CalibrationDataReader):
-    """Feeds preprocessed faces to ``quantize_static``'s calibration, in batches."""
-
-    def __init__(self, faces: np.ndarray, input_name: str = "input", batch_size: int = 16):
-        self.faces, self.input_name, self.batch_size = faces, input_name, batch_size
-        self.pos = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.pos >= len(self.faces):
-            return None
-        batch = self.faces[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return {self.input_name: np.ascontiguousarray(batch)}
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-
 # --------------------------------------------------------------------------------------------------
 # Export, conversion, verification
 # --------------------------------------------------------------------------------------------------
-
-
-def _torch_export(model, path: Path, input_size: int, opset: int) -> None:
-    """TorchScript ONNX export: input ``input`` (batch, 3, S, S) with a dynamic batch axis, output ``logits``."""
-    import torch
-
-    kwargs: dict[str, Any] = {}
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        kwargs["dynamo"] = False  # the TorchScript exporter: fast, deterministic, no onnxscript rewrite
-    dummy = torch.randn(2, 3, input_size, input_size)
-    with _affine_grid_support(opset), warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", category=DeprecationWarning)  # "legacy TorchScript-based exporter"
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # shape asserts in timm; verified below
-        torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["logits"],
-                          opset_version=opset, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                          do_constant_folding=True, **kwargs)
-
-
-def _to_fp16(src: Path, dst: Path) -> None:
-    """float16 weights and compute, float32 input/output (onnxruntime's converter, then a topological sort)."""
-    import onnx
-    from onnxruntime.transformers.onnx_model import OnnxModel
-
-    model = OnnxModel(onnx.load(str(src)))
-    model.convert_float_to_float16(keep_io_types=True)  # also removes the Cast pairs it leaves behind
-    model.topological_sort()  # the converter appends the input Casts at the end of the node list
-    onnx.save(model.model, str(dst))
-
-
-INT8_OP_TYPES = ["Conv", "MatMul", "Gemm"]
-"""Operators quantised for int8: the compute-heavy ones. Norms, GridSample, softmax etc. stay float: ONNX
-Runtime has no int8 kernels for them, so quantising their inputs would only add error."""
-
-
-def spatial_transformer_nodes(model) -> list[str]:
-    """Names of the nodes that compute a ``GridSample`` grid: the Spatial Transformer's localisation network
-    and affine grid."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    todo = [name for node in model.graph.node if node.op_type == "GridSample" for name in node.input[1:]]
-    found: dict[str, None] = {}
-    while todo:
-        node = producer.get(todo.pop())
-        if node is not None and node.name and node.name not in found:
-            found[node.name] = None
-            todo.extend(node.input)
-    return list(found)
-
-
-def int8_float_nodes(model) -> list[str]:
-    """Nodes that stay float in an int8 model: the Spatial Transformer, the first and the last compute layer.
-
-    An 8-bit sampling grid shifts the whole image: quantising the STN tripled the logit error of the EmoNeXt
-    test model (mean |dlogit| 0.14 vs 0.05). Keeping the image-facing stem conv and the classifier float as
-    well (the usual practice) took top-1 agreement on 500 unseen FER2013 faces from 98.8% to 99.4%
-    (emonext_test) and 98.2% to 99.6% (ctan_test), for briefly trained test models with many near-tied
-    predictions. Together these layers are about 2% of the compute.
-    """
-    stn = spatial_transformer_nodes(model)
-    compute = [n.name for n in model.graph.node if n.op_type in INT8_OP_TYPES and n.name and n.name not in stn]
-    return stn + compute[:1] + compute[-1:]
-
-
-def _to_int8(src: Path, dst: Path, calib_faces: np.ndarray, work_dir: Path) -> None:
-    """Static int8 quantisation: QDQ, per-channel weights, MinMax calibration on ``calib_faces``.
-
-    uint8 activations with int8 weights in 7 bits (``reduce_range``): on x86 CPUs without VNNI the full 8-bit
-    range saturates ONNX Runtime's u8s8 kernels (top-1 agreement fell from 95% to 82% in our tests), and the
-    7-bit weights cost little elsewhere. Some nodes stay float (:func:`int8_float_nodes`).
-    """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = work_dir / "prepared.onnx"
-    quant_pre_process(str(src), str(prepared))
-    keep_float = int8_float_nodes(onnx.load(str(prepared)))
-    quantize_static(str(prepared), str(dst), FaceCalibrationReader(calib_faces), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=INT8_OP_TYPES, nodes_to_exclude=keep_float, per_channel=True,
-                    reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
 
 
 def _batches(n: int) -> Iterator[slice]:
@@ -394,6 +232,12 @@ def verify_onnx(path: Path, reference: np.ndarray, faces: np.ndarray, precision:
         figures["criterion"] = f"top1_agreement >= {MIN_TOP1_AGREEMENT:.0%}"
         figures["passed"] = figures["top1_agreement"] >= MIN_TOP1_AGREEMENT
     return figures
+
+
+def figures_line(figures: dict[str, Any]) -> str:
+    """One line of verification figures."""
+    return (f"max |dlogit| {figures['max_abs_diff']:.2e}, mean {figures['mean_abs_diff']:.2e}, "
+            f"top-1 agreement {figures['top1_agreement']:.2%} on {figures['images']} images")
 
 
 def _check_output_path(out_path: Path) -> None:
@@ -534,7 +378,7 @@ def export_onnx(
         fp32_path = work_dir / "model_fp32.onnx"
         logger.info("exporting %s (%s weights, opset %d)", ckpt_path, weights, opset)
         try:
-            _torch_export(model, fp32_path, meta.input_size, opset)
+            torch_export(model, fp32_path, meta.input_size, opset)
         except Exception as exc:  # an operator without an ONNX translation, tracing failure
             raise ExportError(f"torch.onnx.export failed for {meta.model}: {exc}") from exc
         onnx_model = onnx.load(str(fp32_path))
@@ -546,7 +390,7 @@ def export_onnx(
             final = work_dir / f"model_{precision}.onnx"
             logger.info("converting to %s", precision)
             if fp16:
-                _to_fp16(fp32_path, final)
+                to_fp16(fp32_path, final)
             else:
                 if calib_faces is None:
                     calib_faces = faces_from(calib_specs, calib_images, ("train", "val", "test"))
@@ -554,7 +398,7 @@ def export_onnx(
                          logging.INFO)
                 else:
                     note(f"int8 calibrated on {len(calib_faces)} given faces", logging.INFO)
-                _to_int8(fp32_path, final, np.asarray(calib_faces, dtype=np.float32), work_dir)
+                to_int8(fp32_path, final, np.asarray(calib_faces, dtype=np.float32), work_dir)
             reduced = onnx.load(str(final))
             _write_metadata(reduced, meta)  # conversion tools may drop or keep metadata: write it again
             onnx.save(reduced, str(final))
@@ -566,7 +410,7 @@ def export_onnx(
             "passed": all(c["passed"] for c in checks.values()), "notes": notes,
             "size_bytes": final.stat().st_size, "seconds": round(time.perf_counter() - started, 2),
         }
-        failed = [f"{name}: {c['criterion']} not met ({_figures_line(c)})" for name, c in checks.items()
+        failed = [f"{name}: {c['criterion']} not met ({figures_line(c)})" for name, c in checks.items()
                   if not c["passed"]]
         if failed:
             raise VerificationError(f"verification failed, nothing written to {out_path}: " + "; ".join(failed),
@@ -576,95 +420,3 @@ def export_onnx(
         return result
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------------
-
-
-def _figures_line(figures: dict[str, Any]) -> str:
-    return (f"max |dlogit| {figures['max_abs_diff']:.2e}, mean {figures['mean_abs_diff']:.2e}, "
-            f"top-1 agreement {figures['top1_agreement']:.2%} on {figures['images']} images")
-
-
-EXAMPLES = """examples:
-  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t.onnx --verify-data fer2013=../shared/data/fer2013
-  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t.onnx --verify-data fer2013=../shared/data/fer2013 --calibrate
-  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t_fp16.onnx --fp16 --verify-data fer2013=../shared/data/fer2013
-  fer-export --checkpoint runs/emonext_t/best.pt --out models/emonext_t_int8.onnx --int8 --calib-data fer2013=../shared/data/fer2013
-  fer-export --checkpoint runs/ctan/last.pt --out models/ctan_raw.onnx --weights raw --opset 20
-
-checks: fp32 max |logit difference| <= 1e-3; fp16/int8 top-1 agreement with PyTorch >= 99%.
-exit codes: 0 written and verified, 1 verification failed (nothing written), 2 bad arguments or input files.
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fer-export", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
-        description="Export a training checkpoint to a self-describing ONNX model and verify it against PyTorch.")
-    parser.add_argument("--checkpoint", required=True, help="training checkpoint, e.g. runs/emonext_t/best.pt")
-    parser.add_argument("--out", required=True, help="ONNX file to write, e.g. models/emonext_t.onnx")
-    parser.add_argument("--weights", choices=("ema", "raw", "best"), default="best",
-                        help="best (default): whichever of the raw and EMA weights reached the best validation "
-                             "accuracy; ema (raw when the checkpoint has none); raw")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_true", help="float16 weights and compute (float32 input/output)")
-    precision.add_argument("--int8", action="store_true", help="static int8 quantisation (QDQ, per-channel)")
-    parser.add_argument("--calib-data", action="append", metavar="SPEC",
-                        help="faces for int8 calibration, e.g. fer2013=PATH (repeatable)")
-    parser.add_argument("--calib-images", type=int, default=500, help="calibration faces (default 500)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
-    parser.add_argument("--calibrate", action="store_true",
-                        help="fit a temperature on the validation split of --verify-data and fold it into the model "
-                             "(python -m training.calibrate; the ECE before/after goes to <out>.calibration.json)")
-    parser.add_argument("--verify-data", action="append", metavar="SPEC",
-                        help="faces for the parity check (default: --calib-data; else random inputs)")
-    parser.add_argument("--verify-images", type=int, default=500, help="faces for the parity check (default 500)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``fer-export`` entry point. Returns 0 on success, 1 when verification fails, 2 on bad input."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="fer-export: %(message)s")
-    logger.setLevel(logging.INFO)  # this module's stage messages; other libraries stay at warnings
-    if args.calibrate and not (args.verify_data or args.calib_data):
-        print("fer-export: error: --calibrate needs the model's data: add --verify-data fer2013=PATH", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        result = export_onnx(args.checkpoint, args.out, weights=args.weights, fp16=args.fp16, int8=args.int8,
-                             calib_specs=args.calib_data, opset=args.opset, verify_specs=args.verify_data,
-                             verify_images=args.verify_images, calib_images=args.calib_images,
-                             progress=not args.no_progress)
-    except VerificationError as exc:
-        for name, figures in (exc.figures.get("verify") or {}).items():
-            print(f"  {name:5s} {_figures_line(figures)}  [{figures['criterion']}: "
-                  f"{'ok' if figures['passed'] else 'FAILED'}]", file=sys.stderr)
-        print(f"fer-export: error: {exc}", file=sys.stderr)
-        return EXIT_VERIFY_FAILED
-    except ExportError as exc:
-        print(f"fer-export: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("fer-export: interrupted, nothing written", file=sys.stderr)
-        return 130
-    print(f"exported {result['checkpoint']} ({result['model']}, {result['weights']} weights) -> {result['out']} "
-          f"[{result['precision']}, opset {result['opset']}, {result['size_bytes'] / 1e6:.1f} MB]")
-    print(f"verified with ONNX Runtime (CPU) against PyTorch on {result['verify_data']}:")
-    for name, figures in result["verify"].items():
-        print(f"  {name:5s} {_figures_line(figures)}  [{figures['criterion']}: ok]")
-    print(f"figures written to {result['out']}.export.json")
-    if args.calibrate:
-        from training.calibrate import calibrate
-
-        cal = calibrate(result["out"], list(args.verify_data or args.calib_data), progress=not args.no_progress)
-        print(f"calibrated: temperature {cal['temperature']:.3f}; test ECE {cal['test']['before']['ece']:.4f} -> "
-              f"{cal['test']['after']['ece']:.4f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
