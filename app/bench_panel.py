@@ -24,10 +24,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QFi
                                QVBoxLayout, QWidget)
 
 from fer_core.bench import run_benchmark, system_info
+from fer_core.pipeline import STAGES
 
 log = logging.getLogger(__name__)
 
-STAGES = ("detect", "preprocess", "inference", "total")
 # (header, row key, format)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Model", "model", "{}"),

@@ -30,7 +30,7 @@ from PySide6.QtGui import QImage
 
 from fer_core.api import EmotionRecognizer
 from fer_core.draw import draw_results
-from fer_core.pipeline import FrameResult
+from fer_core.pipeline import STAGES, FrameResult
 from fer_core.records import FaceRecordWriter
 from fer_core.sources import ImageSource, open_source
 
@@ -38,7 +38,6 @@ from app.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
-STAGES = ("detect", "preprocess", "inference", "total")
 
 
 @dataclass

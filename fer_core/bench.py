@@ -25,8 +25,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fer_core.pipeline import STAGES
+
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-STAGES = ("detect", "preprocess", "inference", "total")
 MAX_SOURCE_FRAMES = 120  # frames read from a --source video (kept in memory)
 
 ProgressCb = Callable[[int, int], None] | None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.errors import FerError
+from fer_core.suggest import did_you_mean
 
 PROG = "fer-run"
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml")
@@ -50,9 +50,8 @@ def provider_arg(text: str) -> str:
     name = text.strip().lower()
     if name in PROVIDER_CHOICES:
         return name
-    close = difflib.get_close_matches(name, PROVIDER_CHOICES, n=1, cutoff=0.5)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise argparse.ArgumentTypeError(f"unknown provider '{text}'{hint}; choose from {', '.join(PROVIDER_CHOICES)}")
+    hint = did_you_mean(name, PROVIDER_CHOICES, cutoff=0.5)
+    raise argparse.ArgumentTypeError(f"unknown provider '{text}'.{hint} Choose from {', '.join(PROVIDER_CHOICES)}")
 
 
 def fraction_arg(text: str) -> float:
@@ -298,12 +297,14 @@ def stop_signals():
 
 def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOutput, records: Any,
           window: Window, tqdm: Any, draw_results: Any) -> int:
+    from fer_core.pipeline import STAGES
+
     total = source.frame_count
     if total is not None and args.max_frames is not None:
         total = min(total, args.max_frames)
     bar = tqdm(total=total, unit="frame", desc=PROG, disable=source.is_live, leave=False)
     need_draw = output.target is not None or window.enabled
-    timings: dict[str, list[float]] = {"detect": [], "preprocess": [], "inference": [], "total": []}
+    timings: dict[str, list[float]] = {stage: [] for stage in STAGES}
     n_frames = n_faces = 0
     fps_ema: float | None = None
     start = last = time.perf_counter()

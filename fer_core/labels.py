@@ -7,7 +7,7 @@ FER+ and CK+-style datasets. Combined datasets use all eight in this order.
 
 from __future__ import annotations
 
-import difflib
+from fer_core.suggest import did_you_mean
 
 FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CANONICAL_CLASSES: tuple[str, ...] = FER2013_CLASSES + ("contempt",)
@@ -46,9 +46,7 @@ def normalize_label(name: str) -> str:
     if key in SYNONYMS:
         return SYNONYMS[key]
     known = sorted(set(SYNONYMS))
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise ValueError(f"unknown emotion class '{name}'.{hint} Known names: {', '.join(known)}")
+    raise ValueError(f"unknown emotion class '{name}'.{did_you_mean(key, known)} Known names: {', '.join(known)}")
 
 
 def canonical_order(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -28,7 +28,10 @@ from fer_core.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
-TIMING_KEYS = ("detect", "preprocess", "inference", "total")
+#: The stages every result times, in milliseconds (``FrameResult.timings``): the one list the benchmark, the
+#: command-line summary and the app's readouts use.
+STAGES = ("detect", "preprocess", "inference", "total")
+TIMING_KEYS = STAGES
 
 
 @dataclass

@@ -90,4 +90,4 @@ def test_fer_bench_cli_errors(tmp_path, capsys):
     assert "missing.onnx" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         bench_main(["--model", "x.onnx", "--providers", "cpu,tensorrtt"])
-    assert "did you mean 'tensorrt'" in capsys.readouterr().err
+    assert "Did you mean 'tensorrt'" in capsys.readouterr().err

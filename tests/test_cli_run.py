@@ -231,7 +231,7 @@ def test_default_model_missing(videos, face_model_path, capsys, monkeypatch, tmp
 def test_arguments(capsys):
     with pytest.raises(SystemExit) as exc:
         run_main(["--source", "0", "--provider", "cdua"])
-    assert exc.value.code == 2 and "did you mean 'cuda'" in capsys.readouterr().err
+    assert exc.value.code == 2 and "Did you mean 'cuda'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_main(["--source", "0", "--smoothing", "1"])
     capsys.readouterr()

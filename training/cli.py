@@ -7,7 +7,6 @@ code 2; a diverging loss exits with 1; Ctrl-C saves ``last.pt`` and exits with 1
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fer_core.suggest import did_you_mean
 from training.checkpoint import WEIGHT_CHOICES, CheckpointError, load_checkpoint
 from training.config import ConfigError, build_config, load_yaml
 
@@ -172,9 +172,7 @@ def check_model_name(name: str) -> None:
 
     names = list_models()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown model '{name}'.{hint} Valid names: {', '.join(names)}")
+        raise ConfigError(f"unknown model '{name}'.{did_you_mean(name, names)} Valid names: {', '.join(names)}")
 
 
 def print_models(img_size: int) -> None:

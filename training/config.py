@@ -6,7 +6,6 @@ checkpoint, so ``fer-train --config runs/x/config.yaml`` repeats a run.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 
 from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD
+from fer_core.suggest import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -105,9 +105,7 @@ def _check_key(key: str) -> str:
     key = key.replace("-", "_")
     names = field_names()
     if key not in names:
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown setting '{key}'.{hint}")
+        raise ConfigError(f"unknown setting '{key}'.{did_you_mean(key, names)}")
     return key
 
 

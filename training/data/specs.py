@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
+
+from fer_core.suggest import did_you_mean
 
 from .errors import DataError
 
@@ -27,8 +28,7 @@ def check_kind(kind: str) -> str:
     key = kind.strip().lower().replace("-", "_")
     if key in KINDS:
         return key
-    close = difflib.get_close_matches(key, list(KINDS), n=1, cutoff=0.5)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(key, KINDS, cutoff=0.5)
     raise DataError(f"unknown dataset kind '{kind}'.{hint} Valid kinds: {', '.join(KINDS)}")
 
 

@@ -7,7 +7,6 @@ taking (B, 3, H, W) images at any H = W >= 32 and returning logits, or ``(logits
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_core.suggest import did_you_mean
 from training.models import ctan, emonext
 from training.models.pretrained import PretrainedWeightsError, load_pretrained_file, load_pretrained_hub
 
@@ -50,8 +50,7 @@ def list_models() -> list[str]:
 def _factory(name: str) -> Callable[..., nn.Module]:
     if name in _MODELS:
         return _MODELS[name]
-    close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, _MODELS, n=3, cutoff=0.5)
     raise UnknownModelError(f"unknown model {name!r}.{hint} Valid names: {', '.join(_MODELS)}")
 
 
