@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from fer_core.records import FaceRecordWriter
+from fer_core.video_writer import VideoWriter, VideoWriteError
 
-
-class RecorderError(RuntimeError):
-    """The video file cannot be written; the message names it."""
+__all__ = ["Recorder", "VideoWriteError"]
 
 
 class Recorder:
@@ -39,36 +37,28 @@ class Recorder:
         self.video_path = base.with_name(base.name + ".mp4")
         self.csv_path = base.with_name(base.name + ".csv")
         self.fps = float(fps)
-        self.frames = 0
-        self.frame_size: tuple[int, int] | None = None
-        self._video: cv2.VideoWriter | None = None
         self.video_path.parent.mkdir(parents=True, exist_ok=True)
+        self._video = VideoWriter(self.video_path, self.fps)
         self._records = FaceRecordWriter(self.csv_path, list(labels) if labels else None)
 
-    def _open_video(self, width: int, height: int) -> None:
-        self.frame_size = (width, height)
-        self._video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                      (width, height))
-        if not self._video.isOpened():
-            self._video = None
-            raise RecorderError(f"cannot write video {self.video_path} (no MP4 encoder or folder not writable)")
+    @property
+    def frames(self) -> int:
+        return self._video.frames
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        return self._video.size
 
     def write(self, frame_bgr: np.ndarray, result: Any, frame_index: int, time_ms: float) -> None:
-        """Append one annotated frame and its faces (frames of another size are resized to the first's)."""
-        if frame_bgr.ndim == 2:
-            frame_bgr = cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
-        h, w = frame_bgr.shape[:2]
-        if self._video is None:
-            self._open_video(w, h)
-        if (w, h) != self.frame_size:
-            frame_bgr = cv2.resize(frame_bgr, self.frame_size, interpolation=cv2.INTER_AREA)
-        self._video.write(np.ascontiguousarray(frame_bgr[:, :, :3]))
+        """Append one annotated frame and its faces (frames of another size are resized to the first's).
+
+        Raises:
+            VideoWriteError: the video cannot be written.
+        """
+        self._video.write(frame_bgr)
         self._records.write(frame_index, time_ms, result.faces)
-        self.frames += 1
 
     def close(self) -> None:
         """Finish both files."""
-        if self._video is not None:
-            self._video.release()
-            self._video = None
+        self._video.close()
         self._records.close()

@@ -22,10 +22,10 @@ import numpy as np
 
 from fer_core.errors import FerError
 from fer_core.suggest import did_you_mean
+from fer_core.video_writer import VIDEO_SUFFIXES, VideoWriter
 
 PROG = "fer-run"
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml")
-VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 
 EPILOG = """examples:
   fer-run --source 0 --show                                   # webcam, live window (q or Esc quits)
@@ -153,16 +153,8 @@ class AnnotatedOutput:
         import cv2
 
         if self.video_path is not None:
-            h, w = frame.shape[:2]
             if self._writer is None:
-                self.video_path.parent.mkdir(parents=True, exist_ok=True)
-                fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.video_path.suffix.lower()])
-                self._writer = cv2.VideoWriter(str(self.video_path), fourcc, float(self._fps), (w, h))
-                self._size = (w, h)
-                if not self._writer.isOpened():
-                    raise CliError(f"cannot write video {self.video_path} (codec or permission problem)")
-            if (w, h) != self._size:
-                frame = cv2.resize(frame, self._size)
+                self._writer = VideoWriter(self.video_path, self._fps)
             self._writer.write(frame)
         elif self.image_path is not None or self.folder is not None:
             path = self.image_path or self.folder / Path(source.last_path).name
@@ -177,7 +169,7 @@ class AnnotatedOutput:
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.release()
+            self._writer.close()
             self._writer = None
 
 
@@ -391,12 +383,8 @@ def run_guarded(prog: str, run_fn, args: argparse.Namespace) -> int:
 
 def error_message(exc: BaseException) -> str:
     """The user-facing line for an exception: our own errors as they are, others with their type."""
-    from fer_core.detector import DetectorError
-    from fer_core.session import ModelLoadError
-    from fer_core.sources import SourceError
-
     text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, (CliError, SourceError, ModelLoadError, DetectorError, OSError, ValueError)):
+    if isinstance(exc, (FerError, OSError, ValueError)):
         return text
     return f"{type(exc).__name__}: {text}"
 

@@ -53,15 +53,19 @@ def _quiet_opencv() -> Iterator[None]:
         cv2.utils.logging.setLogLevel(old)
 
 
-def read_image(path: str | Path) -> np.ndarray | None:
-    """Read an image file as BGR uint8 (works with non-ASCII paths); ``None`` when unreadable."""
+def read_image(path: str | Path, unchanged: bool = False) -> np.ndarray | None:
+    """Read an image file as BGR uint8, or with ``unchanged`` as stored (grey, BGR or BGRA; 16-bit scaled to 8
+    bits), as the training data readers want it. ``None`` when missing or unreadable; non-ASCII paths work
+    (``np.fromfile`` + ``cv2.imdecode``)."""
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
         return None
     if data.size == 0:
         return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR)
+    if img is not None and img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
     return img if img is not None and img.size else None
 
 

@@ -13,26 +13,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fer_core.preprocess import prepare_gray
+from fer_core.sources import read_image as _read
 
 CHUNK = 256
 
 
 def read_image(path: str) -> np.ndarray | None:
-    """Read an image file as stored (``IMREAD_UNCHANGED``); ``None`` when missing or unreadable.
-
-    Uses ``np.fromfile`` + ``cv2.imdecode`` so non-ASCII paths work on every platform.
-    16-bit images are scaled to 8 bits.
-    """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is not None and img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    return img
+    """An image file as stored (:func:`fer_core.sources.read_image` with ``unchanged=True``); ``None`` when
+    missing or unreadable."""
+    return _read(path, unchanged=True)
 
 
 def parse_pixels(text: str) -> np.ndarray | None:
