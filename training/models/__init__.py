@@ -15,27 +15,15 @@ import torch
 from torch import nn
 
 from fer_core.suggest import did_you_mean
-from training.models import ctan, emonext
+from training.models import ctan, emonext  # noqa: F401  (importing them registers their sizes)
+from training.models.registry import MODELS
 from training.models.pretrained import PretrainedWeightsError, load_pretrained_file, load_pretrained_hub
 
 __all__ = ["create_model", "list_models", "model_info", "PretrainedWeightsError", "UnknownModelError"]
 
 logger = logging.getLogger(__name__)
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "emonext_atto": emonext.emonext_atto,
-    "emonext_femto": emonext.emonext_femto,
-    "emonext_pico": emonext.emonext_pico,
-    "emonext_nano": emonext.emonext_nano,
-    "emonext_tiny": emonext.emonext_tiny,
-    "emonext_small": emonext.emonext_small,
-    "emonext_base": emonext.emonext_base,
-    "emonext_large": emonext.emonext_large,
-    "emonext_xlarge": emonext.emonext_xlarge,
-    "emonext_test": emonext.emonext_test,
-    "ctan_tiny": ctan.ctan_tiny,
-    "ctan_test": ctan.ctan_test,
-}
+_MODELS = MODELS  # filled by the @register_model factories of emonext.py and ctan.py
 
 
 class UnknownModelError(ValueError):

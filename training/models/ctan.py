@@ -22,6 +22,7 @@ from training.layers.efficient_attention import EfficientAttention
 from training.layers.rfb import BasicRFB
 from training.layers.shuffle_attention import ShuffleAttention
 from training.models.convnext_sizes import CONVNEXT_SIZES
+from training.models.registry import register_model
 
 
 class CTAN(ConvNeXt):
@@ -73,11 +74,13 @@ class CTAN(ConvNeXt):
         return logits, logits.new_zeros(())
 
 
+@register_model
 def ctan_tiny(num_classes: int = 7, **kwargs) -> CTAN:
     """CTAN on ConvNeXt-Tiny (dims 96..768, depths 3,3,9,3), Shuffle Attention with 64 groups."""
     return CTAN(num_classes=num_classes, convnext_size="tiny", **dict(CONVNEXT_SIZES["tiny"], **kwargs))
 
 
+@register_model
 def ctan_test(num_classes: int = 7, **kwargs) -> CTAN:
     """Tiny CTAN for tests (dims 8..64, one block per stage, Shuffle Attention with 4 groups)."""
     kwargs.setdefault("sa_groups", 4)

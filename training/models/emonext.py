@@ -39,6 +39,7 @@ from torch import nn
 from training.layers.attention_reg import AttentionRegularizer
 from training.layers.stn import SpatialTransformer
 from training.models.convnext_sizes import CONVNEXT_SIZES
+from training.models.registry import register_model
 
 
 def _init_added(module: nn.Module) -> None:
@@ -107,51 +108,61 @@ def _emonext(size: str, num_classes: int, **kwargs) -> EmoNeXt:
     return EmoNeXt(num_classes=num_classes, convnext_size=size, **dict(CONVNEXT_SIZES[size], **kwargs))
 
 
+@register_model
 def emonext_atto(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt on ConvNeXt-Atto (dims 40..320, depths 2,2,6,2)."""
     return _emonext("atto", num_classes, **kwargs)
 
 
+@register_model
 def emonext_femto(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt on ConvNeXt-Femto (dims 48..384, depths 2,2,6,2)."""
     return _emonext("femto", num_classes, **kwargs)
 
 
+@register_model
 def emonext_pico(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt on ConvNeXt-Pico (dims 64..512, depths 2,2,6,2)."""
     return _emonext("pico", num_classes, **kwargs)
 
 
+@register_model
 def emonext_nano(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt on ConvNeXt-Nano (dims 80..640, depths 2,2,8,2)."""
     return _emonext("nano", num_classes, **kwargs)
 
 
+@register_model
 def emonext_tiny(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt-Tiny (ConvNeXt-T: dims 96..768, depths 3,3,9,3)."""
     return _emonext("tiny", num_classes, **kwargs)
 
 
+@register_model
 def emonext_small(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt-Small (ConvNeXt-S: dims 96..768, depths 3,3,27,3)."""
     return _emonext("small", num_classes, **kwargs)
 
 
+@register_model
 def emonext_base(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt-Base (ConvNeXt-B: dims 128..1024, depths 3,3,27,3)."""
     return _emonext("base", num_classes, **kwargs)
 
 
+@register_model
 def emonext_large(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt-Large (ConvNeXt-L: dims 192..1536, depths 3,3,27,3)."""
     return _emonext("large", num_classes, **kwargs)
 
 
+@register_model
 def emonext_xlarge(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """EmoNeXt-XLarge (ConvNeXt-XL: dims 256..2048, depths 3,3,27,3)."""
     return _emonext("xlarge", num_classes, **kwargs)
 
 
+@register_model
 def emonext_test(num_classes: int = 7, **kwargs) -> EmoNeXt:
     """Tiny EmoNeXt for tests (dims 8..64, one block per stage)."""
     return _emonext("test", num_classes, **kwargs)
