@@ -7,8 +7,6 @@ p99 of the total) and a bar chart painted with ``QPainter``, and export to JSON 
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import threading
@@ -23,7 +21,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QFi
                                QProgressBar, QPushButton, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from fer_core.bench import run_benchmark, system_info
+from fer_core.bench import run_benchmark, write_csv, write_json
 from fer_core.pipeline import STAGES
 
 log = logging.getLogger(__name__)
@@ -375,24 +373,14 @@ class BenchPanel(QWidget):
         self.export_csv_button.setEnabled(bool(self.results))
 
     def export_json(self, path: str | Path) -> Path:
-        """Write the results and the machine description as JSON (NaN -> null)."""
-        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                 for row in self.results]
-        path = Path(path)
-        path.write_text(json.dumps({"system": system_info(), "results": clean}, indent=2), encoding="utf-8")
-        return path
+        """The results as ``fer-bench --json`` writes them (machine, settings, rows; NaN -> null)."""
+        write_json(path, self.results, {"tool": "fer-app benchmark panel"})
+        return Path(path)
 
     def export_csv(self, path: str | Path) -> Path:
-        """Write one CSV row per configuration with every key of the results."""
-        keys: list[str] = []
-        for row in self.results:
-            keys += [k for k in row if k not in keys]
-        path = Path(path)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.results)
-        return path
+        """The results as ``fer-bench --csv`` writes them."""
+        write_csv(path, self.results)
+        return Path(path)
 
     def _choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add an ONNX model", "", "ONNX models (*.onnx);;All files (*)")

@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer_core import EmotionRecognizer  # noqa: E402
-from fer_core.bench import run_benchmark, synthetic_clip  # noqa: E402
+from fer_core.bench import run_benchmark  # noqa: E402
+from fer_core.synthetic import synthetic_clip  # noqa: E402
 from fer_core.model_zoo import default_model_path  # noqa: E402
 
 

@@ -14,11 +14,12 @@ with ``status="skipped"`` and the reason, not an exception.
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,98 +27,12 @@ import cv2
 import numpy as np
 
 from fer_core.pipeline import STAGES
+from fer_core.synthetic import face_batch, synthetic_clip
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 MAX_SOURCE_FRAMES = 120  # frames read from a --source video (kept in memory)
 
 ProgressCb = Callable[[int, int], None] | None
 CancelCb = Callable[[], bool] | None
-
-
-# --------------------------------------------------------------------------- synthetic clip
-
-
-@lru_cache(maxsize=None)
-def _asset(name: str) -> np.ndarray:
-    """A bundled photo by file stem (``astronaut``, ``cameraman``), BGR."""
-    path = ASSETS_DIR / f"{name}.jpg"
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"bundled face photo {path} is missing (run scripts/make_assets.py)")
-    img.flags.writeable = False
-    return img
-
-
-def face_photos() -> list[np.ndarray]:
-    """Real face photos (BGR, square, face centred, ~56% of the width) in a fixed order.
-
-    The bundled photos (see ``fer_core/assets/README.md``) and variants of them (mirrored, grey,
-    tinted), frontal faces first, so that any prefix of the list is reliably detected.
-    """
-    astronaut, cameraman = _asset("astronaut"), _asset("cameraman")
-    grey = cv2.cvtColor(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    warm = np.clip(astronaut.astype(np.float32) * (0.85, 1.0, 1.15), 0, 255).astype(np.uint8)
-    cool = np.clip(astronaut.astype(np.float32) * (1.15, 1.0, 0.85), 0, 255).astype(np.uint8)
-    faces = [astronaut, astronaut[:, ::-1], grey, warm[:, ::-1], cameraman, cameraman[:, ::-1], cool, grey[:, ::-1]]
-    return [np.array(f) for f in faces]  # writable copies
-
-
-def _grid(n: int, width: int, height: int) -> tuple[int, int]:
-    """Columns and rows of a grid holding ``n`` roughly square cells in a width x height frame."""
-    cols = max(1, math.ceil(math.sqrt(n * width / height)))
-    rows = math.ceil(n / cols)
-    while cols > 1 and (cols - 1) * rows >= n:
-        cols -= 1
-    return cols, rows
-
-
-def paste(frame: np.ndarray, img: np.ndarray, x0: int, y0: int) -> None:
-    """Paste ``img`` into ``frame`` with its top-left corner at (x0, y0), clipped at the frame edges."""
-    h, w = img.shape[:2]
-    fh, fw = frame.shape[:2]
-    xa, ya, xb, yb = max(0, x0), max(0, y0), min(fw, x0 + w), min(fh, y0 + h)
-    if xa < xb and ya < yb:
-        frame[ya:yb, xa:xb] = img[ya - y0:yb - y0, xa - x0:xb - x0]
-
-
-def synthetic_clip(n_faces: int, size: tuple[int, int] = (640, 480), n_frames: int = 30,
-                   fill: float = 0.9) -> list[np.ndarray]:
-    """Frames (BGR uint8) showing ``n_faces`` real face photos at once, moving gently.
-
-    Faces sit in a grid of cells, each drifting on a small loop and breathing in scale (a full loop
-    per clip, so the clip repeats seamlessly), so the detector and tracker work on every frame.
-    With the BlazeFace short-range detector, 640x480 frames with up to 4 faces are detected reliably;
-    many more faces get too small for it.
-
-    Args:
-        n_faces: faces per frame (0 gives empty background frames).
-        size: (width, height).
-        n_frames: clip length.
-        fill: face photo side as a fraction of the cell's smaller side.
-    """
-    width, height = size
-    photos = face_photos()
-    yy = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    top, bottom = np.array([205, 195, 175], np.float32), np.array([110, 105, 95], np.float32)
-    background = np.broadcast_to(top * (1 - yy) + bottom * yy, (height, width, 3)).astype(np.uint8)
-    cols, rows = _grid(max(n_faces, 1), width, height)
-    cell_w, cell_h = width / cols, height / rows
-    base_side = max(8, int(min(cell_w, cell_h) * fill))
-    frames = []
-    for t in range(n_frames):
-        frame = background.copy()
-        for i in range(n_faces):
-            row, col = divmod(i, cols)
-            phase = 2 * math.pi * t / max(n_frames, 1) + 1.3 * i
-            side = int(base_side * (1 + 0.05 * math.sin(phase)))
-            cx = (col + 0.5) * cell_w + 0.05 * cell_w * math.cos(phase)
-            cy = (row + 0.5) * cell_h + 0.05 * cell_h * math.sin(phase)
-            photo = photos[i % len(photos)]
-            interp = cv2.INTER_AREA if side < photo.shape[0] else cv2.INTER_LINEAR
-            face = cv2.resize(photo, (side, side), interpolation=interp)
-            paste(frame, face, int(cx - side / 2), int(cy - side / 2))
-        frames.append(frame)
-    return frames
 
 
 def load_source(source: str | Path, max_frames: int = MAX_SOURCE_FRAMES) -> tuple[list[np.ndarray], bool]:
@@ -360,21 +275,42 @@ def _fill_pipeline_row(row: dict[str, Any], samples: dict[str, list[float]], fac
             row[f"{stage}_{key}_ms"] = value
 
 
+# --------------------------------------------------------------------------- results files
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe, readable values: NaN -> None, floats rounded to 4 decimals."""
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, rows: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    """Write ``{"system", "settings", "results"}`` to ``path`` (folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"system": system_info(), "settings": settings, "results": rows}
+    path.write_text(json.dumps(_clean(doc), indent=2) + "\n", encoding="utf-8")
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write the rows as CSV, columns = union of their keys in first-seen order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(_clean(rows))
+
+
 # --------------------------------------------------------------------------- classifier benchmark
-
-
-def face_batch(batch: int, seed: int = 0) -> list[np.ndarray]:
-    """``batch`` real face crops (BGR): the bundled photos and variants, jittered in position and scale."""
-    rng = np.random.default_rng(seed)
-    photos = face_photos()
-    crops = []
-    for i in range(batch):
-        photo = photos[i % len(photos)]
-        side = photo.shape[0]
-        k = int(side * rng.uniform(0.6, 0.8))
-        x, y = rng.integers(0, side - k + 1, size=2)
-        crops.append(np.ascontiguousarray(photo[y:y + k, x:x + k]))
-    return crops
 
 
 def run_classifier_benchmark(

@@ -7,8 +7,6 @@ and optionally writes JSON/CSV. ``--batch N`` measures the classifier alone (fac
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
 import sys
 from pathlib import Path
@@ -101,45 +99,11 @@ def format_table(rows: list[dict[str, Any]], batch: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe, readable values: NaN -> None, floats rounded to 4 decimals."""
-    if isinstance(value, float):
-        return round(value, 4) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_json(path: str | Path, rows: list[dict[str, Any]], settings: dict[str, Any]) -> None:
-    """Write ``{"system", "settings", "results"}`` to ``path`` (folders created)."""
-    from fer_core.bench import system_info
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"system": system_info(), "settings": settings, "results": rows}
-    path.write_text(json.dumps(_clean(doc), indent=2) + "\n", encoding="utf-8")
-
-
-def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write the rows as CSV, columns = union of their keys in first-seen order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns: list[str] = []
-    for r in rows:
-        columns += [k for k in r if k not in columns]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(_clean(rows))
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; returns the exit status."""
     from tqdm import tqdm
 
-    from fer_core.bench import run_benchmark, run_classifier_benchmark
+    from fer_core.bench import run_benchmark, run_classifier_benchmark, write_csv, write_json
 
     models = args.model
     if not models:

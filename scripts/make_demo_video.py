@@ -1,7 +1,7 @@
 """Write a short demo video of real faces for the README screenshot and for trying the app without a camera.
 
 The clip shows the first FER2013 PrivateTest face of four classes (no choosing), enlarged, each drifting slowly
-over a grey background so tracking and smoothing have something to do. The faces are large (about 30% of the
+over a background (``fer_core.synthetic.synthetic_clip``) so tracking and smoothing have something to do. The faces are large (about 30% of the
 frame width) because the short-range BlazeFace detector is made for faces near the camera. FER2013 is not
 in the repository: pass its folder.
 
@@ -12,10 +12,16 @@ in the repository: pass its folder.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fer_core.synthetic import synthetic_clip  # noqa: E402
+from fer_core.video_writer import VideoWriter  # noqa: E402
 
 CLASSES = ("happy", "angry", "sad", "neutral")
 
@@ -28,26 +34,6 @@ def first_private_test_face(fer2013: Path, cls: str) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(paths[0]), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2BGR)
 
 
-def make_frames(faces: list[np.ndarray], size: tuple[int, int], n_frames: int) -> list[np.ndarray]:
-    """Place the faces on a grid and let each drift on its own slow ellipse."""
-    W, H = size
-    cols = (len(faces) + 1) // 2
-    cell_w, cell_h = W // cols, H // 2
-    side = int(min(cell_w, cell_h) * 0.8)
-    frames = []
-    for t in range(n_frames):
-        frame = np.full((H, W, 3), 96, np.uint8)
-        for i, face in enumerate(faces):
-            phase = 2 * np.pi * (t / n_frames + i / len(faces))
-            cx = (i % cols) * cell_w + cell_w // 2 + int(0.12 * side * np.cos(phase))
-            cy = (i // cols) * cell_h + cell_h // 2 + int(0.08 * side * np.sin(phase))
-            img = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
-            x0, y0 = cx - side // 2, cy - side // 2
-            frame[y0:y0 + side, x0:x0 + side] = img
-        frames.append(frame)
-    return frames
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="FER2013 folder (Kaggle layout), e.g. ../shared/data/fer2013")
@@ -58,15 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     W, H = (int(v) for v in a.size.lower().split("x"))
     faces = [first_private_test_face(Path(a.data), c) for c in CLASSES]
-    frames = make_frames(faces, (W, H), int(a.seconds * a.fps))
+    frames = synthetic_clip(len(faces), (W, H), int(a.seconds * a.fps), fill=0.8, photos=faces)
     out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), a.fps, (W, H))
-    if not writer.isOpened():
-        raise SystemExit(f"cannot write {out}")
+    writer = VideoWriter(out, a.fps)
     for frame in frames:
         writer.write(frame)
-    writer.release()
+    writer.close()
     print(f"wrote {out}: {len(frames)} frames of {W}x{H} at {a.fps:g} fps")
     return 0
 

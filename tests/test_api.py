@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer_core import EmotionRecognizer, Face, FerError
-from fer_core.bench import face_photos, paste, synthetic_clip
+from fer_core.synthetic import face_photos, paste, synthetic_clip
 
 
 def _photo(x: int = 170) -> np.ndarray:

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from fer_core.bench import (STAGES, face_photos, run_benchmark, run_classifier_benchmark, synthetic_clip)
+from fer_core.bench import STAGES, run_benchmark, run_classifier_benchmark
+from fer_core.synthetic import face_photos, synthetic_clip
 from fer_core.cli_bench import main as bench_main
 
 

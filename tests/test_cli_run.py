@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core.bench import face_photos, paste, synthetic_clip
+from fer_core.synthetic import face_photos, paste, synthetic_clip
 from fer_core.cli_run import main as run_main
 from fer_core.labels import FER2013_CLASSES
 

@@ -224,7 +224,7 @@ def test_app_never_imports_training_or_torch():
 
 def test_still_images_leave_the_stream_alone(face_model_path):
     """``still=True``: the same photo gives the same answer every time, and the stream's tracks are untouched."""
-    from fer_core.bench import face_photos, paste
+    from fer_core.synthetic import face_photos, paste
 
     frame = np.full((480, 640, 3), 80, np.uint8)
     paste(frame, cv2.resize(face_photos()[0], (300, 300)), 170, 90)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core.bench import face_photos
+from fer_core.synthetic import face_photos
 from fer_core.sources import CaptureSource, ImageSource, SourceError, list_cameras, open_source
 
 
