@@ -123,6 +123,31 @@ def _fell_back(provider: str, used: str) -> str | None:
     return None
 
 
+def _open(row: dict[str, Any], provider: str, loop: "_Loop", create: Callable[[], Any]) -> Any:
+    """Create one configuration's pipeline or classifier, or mark its row skipped (provider missing, or ONNX
+    Runtime fell back to another one) or failed (a bad model): one of them must not end the whole benchmark.
+    Returns the object, or ``None`` after advancing the progress past the configuration."""
+    from fer_core.session import ProviderError
+
+    obj, problem = None, _provider_problem(provider)
+    if problem is None:
+        try:
+            obj = create()
+        except Exception as exc:  # noqa: BLE001 - reported in the row
+            row.update(status="skipped" if isinstance(exc, ProviderError) else "error", reason=str(exc))
+            loop.progress.step(loop.steps)
+            return None
+        row["provider_used"] = obj.provider
+        problem = _fell_back(provider, obj.provider)
+        if problem and hasattr(obj, "close"):
+            obj.close()
+    if problem:
+        row.update(status="skipped", reason=problem)
+        loop.progress.step(loop.steps)
+        return None
+    return obj
+
+
 def _base_row(model_path: str | Path, provider: str) -> dict[str, Any]:
     return {"model": Path(model_path).stem, "model_path": str(model_path), "provider": provider,
             "provider_used": None, "status": "ok", "reason": ""}
@@ -210,7 +235,6 @@ def run_benchmark(
         fps, faces_per_s`` and ``<stage>_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` for every stage.
     """
     from fer_core.api import EmotionRecognizer
-    from fer_core.session import ProviderError
 
     clips: dict[Any, list[np.ndarray]] = {}
     counts: list[int | None] = [None] if source is not None else [int(n) for n in face_counts]
@@ -222,28 +246,16 @@ def run_benchmark(
         row = _base_row(model_path, provider)
         row.update(faces=n_faces if n_faces is not None else "source", source=str(source) if source else "synthetic")
         rows.append(row)
-        problem = _provider_problem(provider)
-        if problem:
-            row.update(status="skipped", reason=problem)
-            loop.progress.step(loop.steps)
-            continue
-        if n_faces not in clips:
+        if _provider_problem(provider) is None and n_faces not in clips:
             clips[n_faces] = (load_source(source) if source is not None
                               else (synthetic_clip(n_faces, size=frame_size, n_frames=n_frames), False))
-        frames, still = clips[n_faces]
-        try:
-            pipe = EmotionRecognizer(model=model_path, provider=provider, face_model=face_model, small_faces=small_faces)
-        except Exception as exc:  # a bad model or provider must not end the whole benchmark
-            row.update(status="skipped" if isinstance(exc, ProviderError) else "error", reason=str(exc))
-            loop.progress.step(loop.steps)
+        pipe = _open(row, provider, loop, lambda m=model_path, p=provider: EmotionRecognizer(
+            model=m, provider=p, face_model=face_model, small_faces=small_faces))
+        if pipe is None:
             continue
+        frames, still = clips[n_faces]
         with pipe:
-            row.update(provider_used=pipe.provider, detector=pipe.detector_backend)
-            fell_back = _fell_back(provider, pipe.provider)
-            if fell_back:
-                row.update(status="skipped", reason=fell_back)
-                loop.progress.step(loop.steps)
-                continue
+            row["detector"] = pipe.detector_backend
             samples: dict[str, list[float]] = {s: [] for s in STAGES}
             faces_seen: list[int] = []
 
@@ -330,7 +342,7 @@ def run_classifier_benchmark(
         reason, batches, seconds, faces_per_s, input_size`` and ``batch_median_ms / _p90_ms / _p95_ms / _p99_ms
         / _mean_ms`` plus ``preprocess_ms`` (one-off preprocessing of the batch, not in faces/s).
     """
-    from fer_core.session import EmotionClassifier, ProviderError
+    from fer_core.session import EmotionClassifier
 
     configs = [(m, p) for m in model_paths for p in providers]
     loop = _Loop(max(0, warmup), max(1, repeats), duration_s, _Progress(0, progress_cb, cancel_cb))
@@ -341,23 +353,10 @@ def run_classifier_benchmark(
         row = _base_row(model_path, provider)
         row["batch"] = batch
         rows.append(row)
-        problem = _provider_problem(provider)
-        if problem:
-            row.update(status="skipped", reason=problem)
-            loop.progress.step(loop.steps)
+        clf = _open(row, provider, loop, lambda m=model_path, p=provider: EmotionClassifier(m, provider=p))
+        if clf is None:
             continue
-        try:
-            clf = EmotionClassifier(model_path, provider=provider)
-        except Exception as exc:  # a bad model or provider must not end the whole benchmark
-            row.update(status="skipped" if isinstance(exc, ProviderError) else "error", reason=str(exc))
-            loop.progress.step(loop.steps)
-            continue
-        row.update(provider_used=clf.provider, input_size=clf.input_size)
-        fell_back = _fell_back(provider, clf.provider)
-        if fell_back:
-            row.update(status="skipped", reason=fell_back)
-            loop.progress.step(loop.steps)
-            continue
+        row["input_size"] = clf.input_size
         t0 = time.perf_counter()
         inputs = clf.preprocess(crops)
         row["preprocess_ms"] = (time.perf_counter() - t0) * 1000.0

@@ -191,32 +191,21 @@ def test_default_model_from_env_and_clear_error(monkeypatch, tmp_path, tiny_onnx
         Pipeline(tmp_path / "nope.onnx")
 
 
-def test_fer_core_never_imports_torch_or_qt():
-    import subprocess
-    import sys
-
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    modules = sorted(f"fer_core.{p.stem}" for p in (root / "fer_core").glob("*.py") if p.stem != "__init__")
-    assert len(modules) > 15
-    code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
-            "print(sorted(m for m in ('torch', 'PySide6', 'training', 'app') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
-    assert out.strip() == "[]"
-
-
-def test_app_never_imports_training_or_torch():
+@pytest.mark.parametrize("package, forbidden", [("fer_core", ("torch", "PySide6", "training", "app")),
+                                                ("app", ("torch", "training"))])
+def test_imports_flow_one_way(package, forbidden):
+    """Every module of ``fer_core`` imports neither torch, Qt nor the other packages; ``app`` never training."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    modules = sorted(f"app.{p.stem}" for p in (root / "app").glob("*.py") if p.stem != "__init__")
+    modules = sorted(f"{package}.{p.stem}" for p in (root / package).glob("*.py") if p.stem != "__init__")
     assert len(modules) > 10
     code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
-            "print(sorted(m for m in ('torch', 'training') if m in sys.modules))")
-    env = dict(__import__("os").environ, QT_QPA_PLATFORM="offscreen")
+            f"print(sorted(m for m in {forbidden!r} if m in sys.modules))")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
                          env=env).stdout
     assert out.strip() == "[]"
