@@ -324,17 +324,16 @@ def export_onnx(
 
     from training.checkpoint import build_model_from_checkpoint
 
-    if weights == "best":
-        weights = ckpt.get("best_weights") or "ema"
-        note(f"exporting the {weights} weights, the ones that reached the best validation accuracy", logging.INFO)
-    if weights == "ema" and ckpt.get("ema") is None:
-        weights = "raw"
-        note("the checkpoint holds no EMA weights: exporting the raw weights")
     meta = meta_from_checkpoint(ckpt, ckpt_path)
     try:
-        model = build_model_from_checkpoint(ckpt, weights=weights)
+        model = build_model_from_checkpoint(ckpt, weights=weights)  # picks the weights (select_weights)
     except Exception as exc:  # unknown architecture name, state dict mismatch
         raise ExportError(f"{ckpt_path}: cannot build the model ({exc})") from exc
+    asked, weights = weights, model.weights_used
+    if asked == "best":
+        note(f"exporting the {weights} weights, the ones that reached the best validation accuracy", logging.INFO)
+    if weights == "raw" and ckpt.get("ema") is None and (asked == "ema" or not ckpt.get("best_weights")):
+        note("the checkpoint holds no EMA weights: exporting the raw weights")
     model = model.float().cpu().eval()
     with torch.no_grad():
         num_outputs = model(torch.zeros(1, 3, meta.input_size, meta.input_size)).shape[-1]
