@@ -20,7 +20,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.main_window import MainWindow
-from app.qt_env import QtBindingError, check_pyside, has_display, use_offscreen_if_headless
+from app.qt_env import (XCB_LIBS, QtBindingError, check_pyside, has_display, missing_xcb_packages,
+                        use_offscreen_if_headless)
 
 DEFAULT_SCREENSHOT_FRAMES = 30
 
@@ -126,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     elif not has_display():
         print("fer-app: no display found (DISPLAY / WAYLAND_DISPLAY unset). Run it on a desktop, under "
               "xvfb-run, or with --screenshot for a headless capture.", file=sys.stderr)
+        return 2
+    missing = missing_xcb_packages()
+    if missing:
+        print(f"fer-app: Qt's X11 platform needs libraries this system lacks. Install them with:\n"
+              f"    sudo apt-get install {' '.join(missing)}\n(other distributions: the packages of "
+              f"{', '.join(lib for lib, _ in XCB_LIBS)})", file=sys.stderr)
         return 2
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     qt_app.setApplicationName("fer-app")

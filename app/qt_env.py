@@ -63,6 +63,26 @@ def use_offscreen_if_headless() -> bool:
     return True
 
 
+#: The X11 libraries Qt 6's xcb platform plugin needs beyond a desktop's usual ones: (soname stem, Debian package).
+XCB_LIBS = (("xcb-cursor", "libxcb-cursor0"), ("xcb-icccm", "libxcb-icccm4"), ("xcb-keysyms", "libxcb-keysyms1"))
+
+
+def missing_xcb_packages(find=None) -> list[str]:
+    """The Debian/Ubuntu packages whose libraries Qt's X11 (xcb) plugin would fail to load, on Linux with X11
+    (not Wayland, not a platform chosen by ``QT_QPA_PLATFORM``); ``[]`` elsewhere or when all are there.
+
+    Without them Qt aborts with a generic "could not load the Qt platform plugin" and exit 134.
+    """
+    import ctypes.util
+
+    find = find or ctypes.util.find_library
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return []
+    if not os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return []
+    return [package for lib, package in XCB_LIBS if not find(lib)]
+
+
 class QtBindingError(RuntimeError):
     """The installed PySide6 cannot run this app; the message says what to install."""
 

@@ -252,43 +252,46 @@ def run(args: argparse.Namespace) -> int:
             stack.append(records)
         window = Window(args.show)
         stack.append(window)
-        with stop_signals():
-            return _loop(args, source, pipe, output, records, window, tqdm, draw_results)
+        with stop_signals() as stops:
+            return _loop(args, source, pipe, output, records, window, tqdm, draw_results, stops)
     finally:
         for obj in reversed(stack):
             obj.close()
 
 
 class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: stop like Ctrl+C (finish the video and the records), then exit with 128 + signal."""
+    """A second stop signal: abort at once (the first one lets the current frame finish)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
-def _stop_on(signum: int, _frame: Any) -> None:
-    raise Stopped(signum)
-
-
 @contextlib.contextmanager
 def stop_signals():
-    """While active, SIGTERM and SIGHUP raise :class:`Stopped` in the main thread (Ctrl+C raises
-    ``KeyboardInterrupt`` as always), so the loop can end cleanly."""
-    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    """While active, Ctrl+C, SIGTERM and SIGHUP ask the loop to stop after the frame in hand, so the video and
+    the records end on the same frame; a second signal aborts at once. Yields the list the signals go to."""
+    received: list[int] = []
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    previous = {n: signal.signal(getattr(signal, n), _stop_on) for n in names}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if received:
+            raise Stopped(signum)
+        received.append(signum)
+
+    previous = {n: signal.signal(getattr(signal, n), handler) for n in names}
     try:
-        yield
+        yield received
     finally:
-        for n, handler in previous.items():
-            signal.signal(getattr(signal, n), handler)
+        for n, old in previous.items():
+            signal.signal(getattr(signal, n), old)
 
 
 def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOutput, records: Any,
-          window: Window, tqdm: Any, draw_results: Any) -> int:
+          window: Window, tqdm: Any, draw_results: Any, stops: list[int] | None = None) -> int:
     from fer_core.pipeline import STAGES
 
     total = source.frame_count
@@ -321,6 +324,9 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
                 output.write(annotated, source)
                 window.show(annotated)
             bar.update(1)
+            if stops:
+                interrupted = stops[0]
+                break
             if window.quit or (args.max_frames is not None and n_frames >= args.max_frames):
                 break
     except KeyboardInterrupt as exc:

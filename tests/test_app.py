@@ -466,3 +466,19 @@ def test_cli_screenshot_failures_are_one_line_and_non_zero(case, tmp_path, video
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "fer-app:" in proc.stderr
+
+
+def test_missing_x11_libraries_are_named_before_qt_starts(monkeypatch):
+    from app.qt_env import missing_xcb_packages
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the xcb check is for Linux")
+    found = {"xcb-icccm"}
+    assert missing_xcb_packages(lambda lib: "lib.so" if lib in found else None) == ["libxcb-cursor0",
+                                                                                    "libxcb-keysyms1"]
+    assert missing_xcb_packages(lambda lib: "lib.so") == []
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert missing_xcb_packages(lambda lib: None) == []
