@@ -25,11 +25,16 @@ CROP_SHIFT = -0.10
 MAX_TILT = 45.0
 
 
+def crop_side(box: tuple[int, int, int, int], margin: float) -> int:
+    """Side of the square crop of ``box``: ``max(w, h) * (1 + margin)``, at least 1 pixel."""
+    return max(1, int(round(max(box[2], box[3]) * (1.0 + margin))))
+
+
 def square_box(box: tuple[int, int, int, int], margin: float = 0.2, shift: float = 0.0) -> tuple[int, int, int]:
     """The square (x0, y0, side) with side ``max(w, h) * (1 + margin)``, centred on ``box`` moved down by
     ``shift * w``."""
     x, y, w, h = box
-    side = max(1, int(round(max(w, h) * (1.0 + margin))))
+    side = crop_side(box, margin)
     x0 = int(round(x + w / 2 - side / 2))
     y0 = int(round(y + h / 2 + shift * w - side / 2))
     return x0, y0, side
@@ -84,7 +89,7 @@ def _rotated_crop(frame: np.ndarray, box: tuple[int, int, int, int], margin: flo
                   angle: float) -> np.ndarray:
     """The crop of :func:`crop_face` turned by ``angle`` degrees so the face is upright."""
     x, y, w, h = box
-    side = max(1, int(round(max(w, h) * (1.0 + margin))))
+    side = crop_side(box, margin)
     a = math.radians(angle)
     cx = x + w / 2 - math.sin(a) * shift * w  # the face's downward axis is (-sin a, cos a)
     cy = y + h / 2 + math.cos(a) * shift * w

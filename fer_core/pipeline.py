@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 #: The stages every result times, in milliseconds (``FrameResult.timings``): the one list the benchmark, the
 #: command-line summary and the app's readouts use.
 STAGES = ("detect", "preprocess", "inference", "total")
-TIMING_KEYS = STAGES
 
 
 @dataclass
@@ -53,7 +52,7 @@ class FrameResult:
     """All faces of a frame, the stage timings in ms and the frame's shape (``()`` for a non-image)."""
 
     faces: list[FaceResult] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMING_KEYS, 0.0))
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     frame_shape: tuple[int, ...] = ()
 
 

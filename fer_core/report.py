@@ -65,15 +65,19 @@ def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, labels
 
 
+def group_faces(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows by face: ``#<track>`` for a stream, ``<photo> #<track>`` for the photos of a folder."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[f"{Path(r['source']).name} #{r['track_id']}" if r.get("source") else f"#{r['track_id']}"].append(r)
+    return groups
+
+
 def summarize(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
     """Per face (track, or photo and face): frames, time span, share of frames each emotion was on top,
     mean probabilities."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        key = f"{Path(r['source']).name} #{r['track_id']}" if r.get("source") else f"#{r['track_id']}"
-        groups[key].append(r)
     faces = {}
-    for key, rs in groups.items():
+    for key, rs in group_faces(rows).items():
         probs = np.array([[r[f"p_{label}"] for label in labels] for r in rs])
         top = probs.argmax(1)
         share = {label: float((top == i).mean()) for i, label in enumerate(labels)}
@@ -118,11 +122,9 @@ def plots(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, str]
     ax.set_ylim(0, 1)
     out["share"] = _png(fig)
     plt.close(fig)
-    for key, face in summary["faces"].items():
-        if face["frames"] < 2:
+    for key, rs in group_faces(rows).items():
+        if len(rs) < 2:
             continue
-        rs = [r for r in rows if (f"{Path(r['source']).name} #{r['track_id']}" if r.get("source")
-                                  else f"#{r['track_id']}") == key]
         t = np.array([r["time_ms"] for r in rs]) / 1000
         fig, ax = plt.subplots(figsize=(9, 2.8))
         for label in labels:

@@ -220,14 +220,21 @@ def train_one_epoch(model: nn.Module, batches: TrainBatches, criterion: Callable
     done = progress_dict(steps)
     loss_total, n_steps, n_images = all_reduce_sum([done["loss_sum"], done["count"], done["images"]], info,
                                                    batches.images.device)
+    return epoch_stats(dict(done, loss_sum=loss_total, count=n_steps, images=n_images), optimizer, steps, done)
+
+
+def epoch_stats(sums: dict[str, float], optimizer: torch.optim.Optimizer, steps: int,
+                progress: dict[str, float] | None = None) -> dict[str, Any]:
+    """``train_one_epoch``'s result from an epoch's sums (``loss_sum``, ``count``, ``images``, ``seconds``); also
+    for an epoch cut short by a time budget. ``progress``: this rank's sums (default ``sums``)."""
     return {
-        "train_loss": loss_total / max(n_steps, 1),
+        "train_loss": sums["loss_sum"] / max(sums["count"], 1),
         "lr": optimizer.param_groups[0]["lr"],
-        "images_per_s": n_images / max(done["seconds"], 1e-9),
-        "seconds": done["seconds"],
+        "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
+        "seconds": sums["seconds"],
         "steps": steps,
-        "images": int(n_images),
-        "progress": done,
+        "images": int(sums["images"]),
+        "progress": progress if progress is not None else sums,
     }
 
 

@@ -133,7 +133,7 @@ def stop_on_sigint():
 
 
 def cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint dict whose tensors (one level of nesting deep) are copied to the CPU."""
+    """A checkpoint dict whose tensors (in nested dicts too) are copied to the CPU."""
     def copy(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
             return value.detach().to("cpu", copy=True)
@@ -141,13 +141,6 @@ def cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
             return {k: copy(v) for k, v in value.items()}
         return value
     return {k: copy(v) for k, v in state.items()}
-
-
-def partial_epoch_stats(progress: dict[str, float], optimizer: torch.optim.Optimizer, steps: int) -> dict[str, Any]:
-    """``train_one_epoch``'s result for an epoch cut short by the time budget (this rank's sums)."""
-    return {"train_loss": progress["loss_sum"] / max(progress["count"], 1), "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": progress["images"] / max(progress["seconds"], 1e-9), "seconds": progress["seconds"],
-            "steps": steps, "images": int(progress["images"]), "progress": progress}
 
 
 def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
@@ -379,7 +372,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
                     if sigint():
                         raise
                     budget_spent = True  # the budget ran out mid-epoch: validate what was trained
-                    stats = partial_epoch_stats(stop.progress, optimizer, steps)
+                    stats = engine.epoch_stats(stop.progress, optimizer, steps)
                 start_progress = None
                 val = engine.evaluate(model, val_images, data.val.labels, classes, cfg.img_size, eval_bs,
                                       desc="val raw", stop_requested=sigint, **eval_kw)

@@ -123,9 +123,7 @@ def run_job(config_path: Path) -> int:
 
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> None:
-    tmp = run_dir / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, run_dir / "result.json")
+    write_atomic(run_dir / "result.json", json.dumps(result, indent=1).encode())
 
 
 def fp16_weights(ckpt: dict[str, Any], path: Path) -> None:
