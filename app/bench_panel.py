@@ -1,8 +1,10 @@
 """Benchmark FPS panel: models x providers x face counts for a duration, in the background.
 
 :func:`fer_core.bench.run_benchmark` runs in a :class:`BenchmarkWorker` (``QObject`` in a ``QThread``) with a
-progress bar and Cancel; results show as a table (frames/s, faces/s, p50/p95 latency per stage,
-p99 of the total) and a bar chart painted with ``QPainter``, and export to JSON or CSV.
+progress bar and Cancel; results show as a table (faces found per frame, frames/s as the median of the repeats
+with their range, faces/s, p50/p95 latency per stage, p99 of the total) and a bar chart painted with ``QPainter``
+(the range as a whisker), and export to JSON or CSV. The model list follows the live view's model
+(:meth:`BenchPanel.set_live_model`) until the user changes the checks.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRectF, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QPointF, QRectF, QSignalBlocker, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QColor, QPainter, QPaintEvent
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
-                               QProgressBar, QPushButton, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
-from fer_core.bench import run_benchmark, write_csv, write_json
+from fer_core.bench import rate_text, run_benchmark, write_csv, write_json
 from fer_core.pipeline import STAGES
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Model", "model", "{}"),
     ("Provider", "provider_used", "{}"),
     ("Faces", "faces", "{}"),
-    ("Frames/s", "fps", "{:.1f}"),
+    ("Found", "faces_found", "{:.2f}"),
+    ("Frames/s (range)", "fps", "{:.1f}"),
     ("Faces/s", "faces_per_s", "{:.1f}"),
     *[(f"{s.capitalize()} {q} ms", f"{s}_{k}_ms", "{:.2f}") for s in STAGES for q, k in (("p50", "median"),
                                                                                           ("p95", "p95"))],
@@ -98,11 +101,14 @@ def row_title(row: dict[str, Any]) -> str:
 
 
 def cell_text(row: dict[str, Any], key: str, fmt: str) -> str:
+    """A row's value for a table cell: ``fmt`` filled in, ``"–"`` when missing; frames/s with its range."""
     value = row.get(key)
     if key == "provider_used" and not value:
         value = row.get("provider")
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if key == "fps":
+        return rate_text(row, key, dash="–")
     try:
         return fmt.format(value)
     except (ValueError, TypeError):
@@ -119,6 +125,11 @@ def parse_face_counts(text: str) -> list[int]:
     if not counts or any(c < 0 for c in counts):
         raise ValueError(f"face counts must be comma-separated numbers such as 1,4 (got '{text}')")
     return counts
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float; 0 when it is missing or NaN."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
 class BarChart(QWidget):
@@ -144,19 +155,21 @@ class BarChart(QWidget):
         label_w, value_w, top = min(320, self.width() // 2), 80, 24
         painter.drawText(QRectF(0, 0, self.width(), top), Qt.AlignmentFlag.AlignCenter, "Frames per second")
         bar_h = max(12.0, min(30.0, (self.height() - top - 8) / len(self.rows) - 6))
-        fps = [r.get("fps") or 0.0 for r in self.rows]
-        fps = [0.0 if (isinstance(v, float) and math.isnan(v)) else float(v) for v in fps]
-        top_fps = max(fps) or 1.0
+        fps = [[_number(r.get(k)) for k in ("fps", "fps_min", "fps_max")] for r in self.rows]
+        top_fps = max(v for f in fps for v in f) or 1.0
         width = max(10, self.width() - label_w - value_w - 16)
-        for i, (row, value) in enumerate(zip(self.rows, fps)):
+        for i, (row, (value, low, high)) in enumerate(zip(self.rows, fps)):
             y = top + i * (bar_h + 6)
             painter.setPen(QColor(40, 40, 48))
             painter.drawText(QRectF(0, y, label_w - 8, bar_h), Qt.AlignmentFlag.AlignRight
                              | Qt.AlignmentFlag.AlignVCenter, row_title(row))
             painter.fillRect(QRectF(label_w, y, width * value / top_fps, bar_h), BAR)
+            if high > low:  # the range of the repeats
+                painter.drawLine(QPointF(label_w + width * low / top_fps, y + bar_h / 2),
+                                 QPointF(label_w + width * high / top_fps, y + bar_h / 2))
             status = row.get("status", "ok")
             note = f"{value:.1f}" if status == "ok" else status
-            painter.drawText(QRectF(label_w + width * value / top_fps + 4, y, value_w, bar_h),
+            painter.drawText(QRectF(label_w + width * max(value, high) / top_fps + 4, y, value_w, bar_h),
                              Qt.AlignmentFlag.AlignVCenter, note)
 
 
@@ -179,6 +192,7 @@ class BenchPanel(QWidget):
         self._run_fn = run_fn
         self._thread: QThread | None = None
         self._worker: BenchmarkWorker | None = None
+        self._user_checked = False  # the user has changed the model checks: set_live_model adds, never unchecks
 
         self.model_list = QListWidget()
         self.model_list.setMaximumHeight(80)
@@ -199,6 +213,12 @@ class BenchPanel(QWidget):
         self.duration_spin.setRange(0.2, 600.0)
         self.duration_spin.setValue(3.0)
         self.duration_spin.setSuffix(" s per configuration")
+        self.duration_spin.setToolTip("Timing of each configuration in all, split evenly over the repeats")
+        self.repeats_spin = QSpinBox()
+        self.repeats_spin.setRange(1, 20)
+        self.repeats_spin.setValue(3)
+        self.repeats_spin.setToolTip("Each configuration is timed this many times: the table shows the median "
+                                     "frames/s and, in brackets, the lowest and highest")
         self.run_button = QPushButton("Run benchmark")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -221,6 +241,7 @@ class BenchPanel(QWidget):
         form.addRow("Providers", prov_row)
         form.addRow("Faces", self.faces_edit)
         form.addRow("Duration", self.duration_spin)
+        form.addRow("Repeats", self.repeats_spin)
         buttons = QHBoxLayout()
         for w in (self.run_button, self.cancel_button):
             buttons.addWidget(w)
@@ -242,12 +263,14 @@ class BenchPanel(QWidget):
         splitter.setStretchFactor(1, 2)
         self.faces_edit.setMaximumWidth(160)
         self.duration_spin.setMaximumWidth(220)
+        self.repeats_spin.setMaximumWidth(80)
 
         layout = QVBoxLayout(self)
         layout.addWidget(setup)
         layout.addWidget(splitter, 1)
 
         self.add_model_button.clicked.connect(self._choose_model)
+        self.model_list.itemChanged.connect(self._on_user_check)
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.export_json_button.clicked.connect(lambda: self._choose_export("json"))
@@ -255,18 +278,42 @@ class BenchPanel(QWidget):
 
     # ----- configuration -------------------------------------------------------------------------
     def add_model(self, path: str | Path, checked: bool = True) -> None:
-        """Add an ONNX file to the list (or check it when already there)."""
+        """Add an ONNX file to the list (or set its check when already there)."""
+        state = Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked
+        with QSignalBlocker(self.model_list):  # not a change by the user
+            item = self._model_item(path)
+            if item is None:
+                item = QListWidgetItem(Path(path).name)
+                item.setData(Qt.ItemDataRole.UserRole, str(path))
+                item.setToolTip(str(path))
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                self.model_list.addItem(item)
+            item.setCheckState(state)
+
+    def set_live_model(self, path: str | Path) -> None:
+        """Check the model of the live view (added to the list when missing) and, unless the user has changed the
+        checks, uncheck all others."""
+        self.add_model(path)
+        if self._user_checked:
+            return
+        live = self._model_item(path)
+        with QSignalBlocker(self.model_list):
+            for i in range(self.model_list.count()):
+                item = self.model_list.item(i)
+                if item is not live:
+                    item.setCheckState(Qt.CheckState.Unchecked)
+
+    def _model_item(self, path: str | Path) -> QListWidgetItem | None:
+        """The list's item of this file, or ``None``."""
+        target = Path(path).resolve()
         for i in range(self.model_list.count()):
             item = self.model_list.item(i)
-            if item.data(Qt.ItemDataRole.UserRole) == str(path):
-                item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-                return
-        item = QListWidgetItem(Path(path).name)
-        item.setData(Qt.ItemDataRole.UserRole, str(path))
-        item.setToolTip(str(path))
-        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-        item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-        self.model_list.addItem(item)
+            if Path(item.data(Qt.ItemDataRole.UserRole)).resolve() == target:
+                return item
+        return None
+
+    def _on_user_check(self, item: QListWidgetItem) -> None:
+        self._user_checked = True
 
     def selected_models(self) -> list[str]:
         return [self.model_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.model_list.count())
@@ -297,8 +344,8 @@ class BenchPanel(QWidget):
         if not models or not providers:
             self.message.setText("Choose at least one model and one provider.")
             return False
-        kwargs = dict(model_paths=models, providers=providers, face_counts=faces,
-                      duration_s=self.duration_spin.value(), warmup=5, face_model=self.face_model)
+        kwargs = dict(model_paths=models, providers=providers, face_counts=faces, duration_s=self.duration_spin.value(),
+                      repeats=self.repeats_spin.value(), warmup=5, face_model=self.face_model)
         kwargs.update(extra)
         self._worker = BenchmarkWorker(self._run_fn, **kwargs)
         self._thread = QThread(self)
@@ -386,6 +433,7 @@ class BenchPanel(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Add an ONNX model", "", "ONNX models (*.onnx);;All files (*)")
         if path:
             self.add_model(path)
+            self._user_checked = True
 
     def _choose_export(self, kind: str) -> None:
         path, _ = QFileDialog.getSaveFileName(self, f"Export results as {kind.upper()}", f"benchmark.{kind}",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QPushButton, QSlider, QVBoxLayout, QWidget)
+                               QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
@@ -43,6 +43,7 @@ class ControlsPanel(QWidget):
     pause_toggled = Signal(bool)
     snapshot_requested = Signal()
     record_toggled = Signal(bool)
+    burn_fps_changed = Signal(bool)
 
     def __init__(self, models: Sequence[Path], providers: Sequence[str], smoothing: float = 0.6,
                  equalize: bool = True, confidence: float = 0.5, small_faces: bool = False, align: bool = True,
@@ -138,12 +139,20 @@ class ControlsPanel(QWidget):
         self.snapshot_button = QPushButton("Snapshot")
         self.record_button = QPushButton("Record")
         self.record_button.setCheckable(True)
+        self.record_button.setToolTip("Record, or stop recording, the annotated video (MP4) and every face's "
+                                      "probabilities (CSV)")
         self.report_button = QPushButton("Session report")
         self.report_button.setToolTip("An HTML report of the last recording, or of the video that just ended: "
                                       "every face's emotions over time")
         self.report_button.setEnabled(False)
         for i, b in enumerate((self.pause_button, self.snapshot_button, self.record_button, self.report_button)):
-            grid.addWidget(b, i // 2, i % 2)  # two rows of two: the panel keeps its width
+            # two rows of two whose width never follows their text: the panel keeps its width
+            b.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            grid.addWidget(b, i // 2, i % 2)
+        self.burn_fps_check = QCheckBox("FPS in snapshots and recordings")
+        self.burn_fps_check.setToolTip("Draw the frame rate and latency into the picture, and so into snapshots "
+                                       "and recorded videos (the bar below always shows them)")
+        grid.addWidget(self.burn_fps_check, 2, 0, 1, 2)
         layout.addWidget(box)
         layout.addStretch(1)
 
@@ -167,6 +176,7 @@ class ControlsPanel(QWidget):
         self.snapshot_button.clicked.connect(self.snapshot_requested)
         self.report_button.clicked.connect(self.report_requested)
         self.record_button.toggled.connect(self._on_record)
+        self.burn_fps_check.toggled.connect(self.burn_fps_changed)
 
     # ----- state set by the main window ----------------------------------------------------------
     def set_cameras(self, indices: Sequence[int] | None) -> None:
@@ -186,15 +196,30 @@ class ControlsPanel(QWidget):
         """What is playing now."""
         self.source_label.setText(text)
 
+    def _model_index(self, path: str | Path) -> int:
+        """Position of a model in the list (the same file under any spelling of its path); -1 if absent."""
+        target = Path(path).resolve()
+        for i in range(self.model_combo.count()):
+            if Path(self.model_combo.itemData(i)).resolve() == target:
+                return i
+        return -1
+
     def set_model(self, path: str | Path | None) -> None:
-        """Show ``path`` as the chosen model (added to the list when new)."""
+        """Show ``path`` as the chosen model (added to the list when new); ``None`` shows none."""
         if path is None:
+            self.model_combo.setCurrentIndex(-1)
             return
-        i = self.model_combo.findData(str(path))
+        i = self._model_index(path)
         if i < 0:
             self.model_combo.addItem(Path(path).name, str(path))
             i = self.model_combo.count() - 1
         self.model_combo.setCurrentIndex(i)
+
+    def remove_model(self, path: str | Path) -> None:
+        """Take a model off the list (one that failed to load)."""
+        i = self._model_index(path)
+        if i >= 0:
+            self.model_combo.removeItem(i)
 
     def set_provider(self, name: str) -> None:
         i = self.provider_combo.findData(name)
@@ -207,7 +232,7 @@ class ControlsPanel(QWidget):
         """Reflect the recording state without emitting ``record_toggled``."""
         self.record_button.blockSignals(True)
         self.record_button.setChecked(on)
-        self.record_button.setText("Stop recording" if on else "Record")
+        self.record_button.setText(self._record_text(on))
         self.record_button.blockSignals(False)
 
     def set_paused(self, on: bool) -> None:
@@ -269,6 +294,10 @@ class ControlsPanel(QWidget):
         self.pause_button.setText("Resume" if on else "Pause")
         self.pause_toggled.emit(on)
 
+    @staticmethod
+    def _record_text(on: bool) -> str:
+        return "■ Stop" if on else "Record"
+
     def _on_record(self, on: bool) -> None:
-        self.record_button.setText("Stop recording" if on else "Record")
+        self.record_button.setText(self._record_text(on))
         self.record_toggled.emit(on)

@@ -1,7 +1,8 @@
 """Side panel for the selected face: every class probability as a bar, and a rolling timeline chart.
 
-Both are painted with ``QPainter`` (PySide6-Essentials has no QtCharts). The panel keeps a short
-history of probabilities per track id, so selecting another face shows its last seconds at once.
+The bars are painted with ``QPainter``; the timeline is a pyqtgraph plot, which only redraws its lines when
+data arrives. The panel keeps a short history of probabilities per track id, so selecting another face shows
+its last seconds at once.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPen
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QPainter, QPaintEvent
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from fer_core.labels import class_color
 
 WINDOW_S = 10.0
-PANEL_BG = QColor(250, 250, 252)
 GRID = QColor(220, 220, 226)
 TEXT = QColor(40, 40, 48)
 
@@ -71,7 +72,11 @@ class ProbabilityBars(QWidget):
 
 
 class TimelineChart(QWidget):
-    """Probabilities of every class over the last seconds, one coloured line per class."""
+    """Probabilities of every class over the last seconds, one coloured line per class, with a legend below.
+
+    The lines are a pyqtgraph plot whose x axis is seconds before now (fixed from ``-window_s`` to 0), so a new
+    frame only changes the lines' data: no axis or layout work, and a repaint only when data arrives.
+    """
 
     def __init__(self, window_s: float = WINDOW_S, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -79,7 +84,27 @@ class TimelineChart(QWidget):
         self.labels: list[str] = []
         self.times = np.zeros(0)
         self.values = np.zeros((0, 0))
-        self.now = 0.0
+        self._curves: list[pg.PlotDataItem] = []
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.setXRange(-window_s, 0, padding=0)
+        self.plot.setYRange(0, 1, padding=0.03)
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        step = max(1, int(window_s) // 5)  # inner ticks only: pyqtgraph drops labels that reach past the ends
+        x_ticks = [(-k, f"-{k} s") for k in range(step, int(window_s), step)]
+        for name, ticks in (("bottom", x_ticks), ("left", [(v, f"{v:.2g}") for v in (0, 0.25, 0.5, 0.75, 1)])):
+            axis = self.plot.getAxis(name)
+            axis.setTicks([ticks])
+            axis.setTextPen(TEXT)
+            axis.setPen(GRID)
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.legend)
         self.setMinimumHeight(200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -91,56 +116,22 @@ class TimelineChart(QWidget):
     def set_series(self, labels: Sequence[str], times_s: np.ndarray, values: np.ndarray,
                    now: float | None = None) -> None:
         """Show ``values`` (T, C) at ``times_s`` (T,) seconds; ``now`` (default: the last time) is the right edge."""
-        self.labels = list(labels)
+        if list(labels) != self.labels:
+            self._make_curves(labels)
         self.times = np.asarray(times_s, np.float64)
-        self.now = float(now) if now is not None else (float(self.times[-1]) if len(self.times) else 0.0)
+        right = float(now) if now is not None else (float(self.times[-1]) if len(self.times) else 0.0)
         self.values = np.asarray(values, np.float32).reshape(len(self.times), len(self.labels))
-        self.update()
+        x = self.times - right
+        for c, curve in enumerate(self._curves):
+            curve.setData(x, np.clip(self.values[:, c], 0, 1))
 
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.fillRect(self.rect(), Qt.GlobalColor.white)
-        small = QFont(painter.font())
-        small.setPointSizeF(max(6.0, small.pointSizeF() * 0.85))
-        painter.setFont(small)
-        legend_rows = 2 if self.labels else 0
-        plot = QRectF(34, 8, max(10, self.width() - 42), max(10, self.height() - 30 - 16 * legend_rows))
-        for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-            y = plot.bottom() - frac * plot.height()
-            painter.setPen(QPen(GRID, 1))
-            painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
-            painter.setPen(TEXT)
-            painter.drawText(QRectF(0, y - 8, 30, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                             f"{frac:.2g}")
-        for k in range(0, int(self.window_s) + 1, max(1, int(self.window_s) // 5)):
-            x = plot.right() - k / self.window_s * plot.width()
-            painter.setPen(QPen(GRID, 1))
-            painter.drawLine(QPointF(x, plot.top()), QPointF(x, plot.bottom()))
-            painter.setPen(TEXT)
-            painter.drawText(QRectF(x - 25, plot.bottom() + 2, 50, 14), Qt.AlignmentFlag.AlignCenter,
-                             "now" if k == 0 else f"-{k} s")
-        if len(self.times) and self.values.shape[1] == len(self.labels):
-            xs = plot.right() - (self.now - self.times) / self.window_s * plot.width()
-            for c, label in enumerate(self.labels):
-                ys = plot.bottom() - np.clip(self.values[:, c], 0, 1) * plot.height()
-                painter.setPen(QPen(qcolor(label), 2))
-                if len(xs) == 1:
-                    painter.drawEllipse(QPointF(xs[0], ys[0]), 2, 2)
-                    continue
-                path = QPainterPath(QPointF(xs[0], ys[0]))
-                for x, y in zip(xs[1:], ys[1:]):
-                    path.lineTo(QPointF(x, y))
-                painter.drawPath(path)
-        # Legend: two rows of colour swatches with class names.
-        per_row = max(1, (len(self.labels) + 1) // 2)
-        cell = plot.width() / per_row
-        for i, label in enumerate(self.labels):
-            x = plot.left() + (i % per_row) * cell
-            y = plot.bottom() + 18 + (i // per_row) * 16
-            painter.fillRect(QRectF(x, y + 3, 10, 10), qcolor(label))
-            painter.setPen(TEXT)
-            painter.drawText(QRectF(x + 13, y, cell - 13, 16), Qt.AlignmentFlag.AlignVCenter, label)
+    def _make_curves(self, labels: Sequence[str]) -> None:
+        for curve in self._curves:
+            self.plot.removeItem(curve)
+        self.labels = list(labels)
+        self._curves = [self.plot.plot(pen=pg.mkPen(qcolor(label), width=2)) for label in self.labels]
+        self.legend.setText("&nbsp;&nbsp; ".join(f'<span style="color:{qcolor(label).name()}">■</span>&nbsp;{label}'
+                                                 for label in self.labels))
 
 
 class FacePanel(QWidget):
@@ -163,7 +154,7 @@ class FacePanel(QWidget):
         self.hint.setWordWrap(True)
         self.bars = ProbabilityBars()
         self.chart = TimelineChart(window_s)
-        chart_title = QLabel(f"Last {window_s:.0f} seconds")
+        chart_title = QLabel(f"Last {window_s:.0f} seconds (now at the right)")
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addWidget(self.hint)
@@ -228,6 +219,8 @@ class FacePanel(QWidget):
         elif hist:
             self.title.setText(f"Face #{tid}: not visible")
             self.bars.set_probs(self.labels, hist[-1][1])
+        elif not self.labels:
+            self.title.setText("No model loaded")
         else:
             self.title.setText("No face detected" if tid is None else f"Face #{tid}: gone")
             self.bars.set_probs(self.labels, None)

@@ -26,6 +26,7 @@ from app.banner import MessageBanner
 from app.bench_panel import BenchPanel
 from app.controls import ControlsPanel
 from app.face_panel import FacePanel
+from app.memory import release_freed_memory
 from app.qt_env import check_pyside
 from app.readouts import Readouts
 from app.report_job import ReportJob
@@ -121,8 +122,8 @@ class MainWindow(QMainWindow):
         self.face_panel = FacePanel()
         self.readouts = Readouts()
         self.bench = BenchPanel(models, providers, face_model=face_model)
-        if model and Path(model) not in models:
-            self.bench.add_model(model, checked=not models)
+        self._shipped = {p.resolve() for p in models}
+        self.model_in_use: str | None = None  # the classifier the live view runs (set when it has loaded)
         self._build_layout()
         self._build_menu()
         self._connect()
@@ -136,7 +137,7 @@ class MainWindow(QMainWindow):
 
     # ----- layout --------------------------------------------------------------------------------
     def _build_layout(self) -> None:
-        controls_scroll = QScrollArea()
+        self.controls_scroll = controls_scroll = QScrollArea()
         controls_scroll.setWidget(self.controls)
         controls_scroll.setWidgetResizable(True)
         controls_scroll.setFixedWidth(300)
@@ -193,6 +194,7 @@ class MainWindow(QMainWindow):
         c.pause_toggled.connect(self.set_paused)
         c.snapshot_requested.connect(self.choose_snapshot)
         c.record_toggled.connect(self._on_record_toggled)
+        c.burn_fps_changed.connect(lambda on: self._change(burn_fps=on))
         c.report_requested.connect(self.make_report)
         self.banner.open_video.connect(c.choose_video)
         self.banner.open_image.connect(c.choose_image)
@@ -217,6 +219,7 @@ class MainWindow(QMainWindow):
         self.view.set_placeholder(f"Opening {describe_source(spec)}…")
         self.controls.set_source_text(f"Now: {describe_source(spec)}")
         self.controls.set_recording(False)
+        self.readouts.set_recording(False)
         self.controls.set_paused(False)
         self.settings = dataclasses.replace(self.settings, selected_track=None, paused=False)
         worker = InferenceWorker(spec, self.settings, max_in_flight=2)
@@ -229,6 +232,8 @@ class MainWindow(QMainWindow):
         worker.status.connect(self._on_status)
         worker.ended.connect(self._on_ended)
         worker.recording_changed.connect(self._on_recording_changed)
+        worker.model_loaded.connect(self._on_model_loaded)
+        worker.model_failed.connect(self._on_model_failed)
         worker.recording_saved.connect(self._on_recording_saved)
         worker.finished.connect(self._on_worker_finished)
         worker.finished.connect(thread.quit)
@@ -270,6 +275,8 @@ class MainWindow(QMainWindow):
                 thread.deleteLater()
             else:
                 keep.append([worker, thread, finished])
+        if len(keep) < len(self._alive):
+            release_freed_memory()  # a worker's session and detector are gone: their memory goes back too
         self._alive = keep
 
     def _change(self, **changes: Any) -> None:
@@ -280,8 +287,26 @@ class MainWindow(QMainWindow):
     def set_model(self, path: str) -> None:
         """Use another ONNX classifier (errors appear in the banner; the old model stays in use)."""
         self.controls.set_model(path)
-        self.bench.add_model(path, checked=False)
         self._change(model_path=str(path))
+
+    @Slot(str)
+    def _on_model_loaded(self, path: str) -> None:
+        if not self._from_current():
+            return
+        self.model_in_use = path
+        self.controls.set_model(path)
+        self.bench.set_live_model(path)
+
+    @Slot(str)
+    def _on_model_failed(self, path: str) -> None:
+        """The list shows the model in use again; a failed file of the user's own leaves the list."""
+        if not self._from_current():
+            return
+        if path and Path(path).resolve() not in self._shipped:
+            self.controls.remove_model(path)
+        self.controls.set_model(self.model_in_use)
+        if self.model_in_use is not None:  # the next source opens with the model that works
+            self.settings = dataclasses.replace(self.settings, model_path=self.model_in_use)
 
     def set_paused(self, paused: bool) -> None:
         self.controls.set_paused(paused)
@@ -373,6 +398,7 @@ class MainWindow(QMainWindow):
     def _on_recording_changed(self, on: bool) -> None:
         if self._from_current():
             self.controls.set_recording(on)
+            self.readouts.set_recording(on)
 
     @Slot()
     def _on_worker_finished(self) -> None:

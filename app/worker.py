@@ -38,6 +38,8 @@ from app.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
+# What the frame on show is: frames coming in, the user paused, the file or stream ended, a photo, or no model.
+STATES = ("running", "paused", "ended", "still", "no model")
 
 
 @dataclass
@@ -57,6 +59,7 @@ class WorkerSettings:
         paused: hold the current frame (settings changes still re-process it).
         selected_track: the face shown in the side panel; ``None`` = the largest face.
         pace_video: play video files at their own frame rate instead of as fast as possible.
+        burn_fps: draw the frame rate and latency into the picture (and so into snapshots and recordings).
     """
 
     model_path: str | None = None
@@ -71,6 +74,7 @@ class WorkerSettings:
     paused: bool = False
     selected_track: int | None = None
     pace_video: bool = True
+    burn_fps: bool = False
 
     def processing_key(self) -> tuple:
         """The settings that change a result (a held frame is re-processed when they change)."""
@@ -187,12 +191,15 @@ class InferenceWorker(QObject):
         frame_ready(QImage, FrameResult, dict): annotated frame, its result and the stats
             (``capture_fps``, ``processed_fps``, ``<stage>_ms`` for detect/preprocess/inference/total,
             ``faces``, ``model``, ``provider``, ``detector``, ``selected_track``, ``frame_index``,
-            ``time_ms``, ``frames_processed``, ``dropped``, ``source``, ``live``, ``recording``, ``labels``).
+            ``time_ms``, ``frames_processed``, ``dropped``, ``source``, ``live``, ``recording``, ``labels``,
+            ``state``). ``state`` is one of :data:`STATES`; the frame rates are ``None`` unless it is ``running``.
         error(str): something failed, in words for the user (the worker goes on where it can).
         warning(str): it works, but not as well as it could (e.g. the Haar fallback detector).
         status(str): progress notes (source opened, model loaded, end of video, recording saved).
         ended(): a file source has no more frames, or a live stream stopped (the last frame is held).
         recording_changed(bool): recording started or stopped (also when it failed).
+        model_loaded(str): the classifier now in use (its path), after a (re)load.
+        model_failed(str): the classifier asked for (its path; empty: the default) could not be loaded.
         finished(): the loop has ended and everything is released.
     """
 
@@ -202,6 +209,8 @@ class InferenceWorker(QObject):
     status = Signal(str)
     ended = Signal()
     recording_changed = Signal(bool)
+    model_loaded = Signal(str)
+    model_failed = Signal(str)
     recording_saved = Signal(str)  # the face CSV of a finished recording, or of a video / photos that ended
     finished = Signal()
 
@@ -236,6 +245,7 @@ class InferenceWorker(QObject):
         self._held_result: FrameResult | None = None
         self._held_key: tuple | None = None
         self._is_ended = False
+        self._done_version = -1  # the settings version last shown; -1: show the held frame again
         self._capture = RateMeter()
         self._processed = RateMeter()
         self._frames_processed = 0
@@ -306,24 +316,27 @@ class InferenceWorker(QObject):
             return
         settings, _ = self._snapshot()
         self._load_pipeline(settings)
-        done_version = -1
+        was_paused = settings.paused
         while not self._stop_event.is_set():
             self._wake.clear()
             settings, version = self._snapshot()
             self._apply_settings(settings)
             self._handle_record_request()
+            if was_paused and not settings.paused:  # the rates start again from the resumed frames
+                self._capture, self._processed = RateMeter(), RateMeter()
+            was_paused = settings.paused
             item = None if (settings.paused or self._is_ended) else self._next_frame(settings)
             if self._stop_event.is_set():
                 break
             if item is not None:
                 self._process(item, settings, new_frame=True)
-                done_version = version
+                self._done_version = version
                 continue
-            if self._held is not None and version != done_version:
-                # Paused or at the end: show setting and selection changes on the held frame.
+            if self._held is not None and version != self._done_version:
+                # Paused or at the end: show the new state, setting and selection changes on the held frame.
                 redo = settings.processing_key() != self._held_key
                 self._process(self._held, settings, new_frame=False, reprocess=redo)
-                done_version = version
+                self._done_version = version
                 continue
             if settings.paused or self._is_ended:
                 self._pace_anchor = None
@@ -364,10 +377,15 @@ class InferenceWorker(QObject):
             what = Path(s.model_path).name if s.model_path else "the default model"
             keep = f" Still using {Path(str(self.pipeline.model_path)).name}." if self.pipeline else ""
             self.error.emit(f"Cannot load {what}: {exc}.{keep}".replace("..", "."))
+            self.model_failed.emit(s.model_path or "")
             return
+        old_labels = list(self.pipeline.labels) if self.pipeline is not None else None
         if self.pipeline is not None:
             self.pipeline.close()
         self.pipeline = pipeline
+        if old_labels is not None and old_labels != list(pipeline.labels):
+            self._new_classes()
+        self.model_loaded.emit(str(pipeline.model_path))
         self.status.emit(f"Model {Path(str(pipeline.model_path)).name} on {pipeline.provider}, "
                          f"face detector: {pipeline.detector_backend}")
         if pipeline.detector_backend != "mediapipe":
@@ -417,6 +435,15 @@ class InferenceWorker(QObject):
         while not self._stop_event.is_set() and (left := due - time.perf_counter()) > 0:
             self._stop_event.wait(min(left, 0.05))
 
+    def _new_classes(self) -> None:
+        """The model now in use has other classes: the face tables start again (a recording is saved and ends)."""
+        if self.recorder is not None:
+            self.status.emit("The new model has other classes: the recording so far is saved")
+            self._stop_recorder()
+        if self._session_log is not None:
+            self._close_session_log(ended=False)
+            self._open_session_log()
+
     def _open_session_log(self) -> None:
         """Record every face of a video or photo source in a temporary CSV, for the session report at its end."""
         labels = list(self.pipeline.labels) if self.pipeline is not None else None
@@ -437,6 +464,7 @@ class InferenceWorker(QObject):
 
     def _end_of_source(self, exc: Exception | None) -> None:
         self._is_ended = True
+        self._done_version = -1  # the held frame is shown again, as ended
         self._close_session_log(ended=True)
         name = describe_source(self.source_spec)
         exc = exc or getattr(self.source, "error", None)  # a live source that stopped sets .error
@@ -468,10 +496,11 @@ class InferenceWorker(QObject):
         selected = s.selected_track
         if selected is None or all(f.track_id != selected for f in result.faces):
             selected = largest_face(result)
-        stats = self._stats(result, idx, t_ms, selected)
+        stats = self._stats(result, idx, t_ms, selected, s)
         labels = list(self.pipeline.labels) if self.pipeline is not None else []
-        annotated = draw_results(frame, result, labels, fps=stats["processed_fps"],
-                                 latency_ms=stats["total_ms"], selected=selected)
+        burn = s.burn_fps and stats["state"] == "running"
+        annotated = draw_results(frame, result, labels, fps=stats["processed_fps"] if burn else None,
+                                 latency_ms=stats["total_ms"] if burn else None, selected=selected)
         if new_frame and self._session_log is not None:
             self._session_log.write(idx, t_ms, result.faces, source=str(self.source.last_path) if self._still else "")
         if new_frame and self.recorder is not None:
@@ -493,12 +522,25 @@ class InferenceWorker(QObject):
             self.error.emit(f"Processing a frame failed: {exc}")
             return FrameResult(faces=[], timings={}, frame_shape=tuple(frame.shape))
 
-    def _stats(self, result: FrameResult, idx: int, t_ms: float, selected: int | None) -> dict:
+    def _state(self, s: WorkerSettings) -> str:
+        """What the readouts should say about the frame on show (one of :data:`STATES`)."""
+        if self.pipeline is None:
+            return "no model"
+        if self._still:
+            return "still"
+        if self._is_ended:
+            return "ended"
+        return "paused" if s.paused else "running"
+
+    def _stats(self, result: FrameResult, idx: int, t_ms: float, selected: int | None, s: WorkerSettings) -> dict:
         grabber = self._grabber
+        state = self._state(s)
+        running = state == "running"
         stats: dict[str, Any] = {
-            "capture_fps": (grabber.meter if grabber else self._capture).rate(),
-            "processed_fps": self._processed.rate(),
-            "faces": len(result.faces),
+            "state": state,
+            "capture_fps": (grabber.meter if grabber else self._capture).rate() if running else None,
+            "processed_fps": self._processed.rate() if running else None,
+            "faces": len(result.faces) if self.pipeline is not None else None,
             "model": Path(str(self.pipeline.model_path)).name if self.pipeline else "none",
             "provider": self.pipeline.provider if self.pipeline else "none",
             "detector": self.pipeline.detector_backend if self.pipeline else "none",
@@ -512,8 +554,8 @@ class InferenceWorker(QObject):
             "recording": self.recorder is not None,
             "labels": list(self.pipeline.labels) if self.pipeline else [],
         }
-        for stage in STAGES:
-            stats[f"{stage}_ms"] = float(result.timings.get(stage, 0.0))
+        for stage in STAGES:  # None without a model: nothing was measured
+            stats[f"{stage}_ms"] = float(result.timings[stage]) if stage in result.timings else None
         return stats
 
     # ----- recording ---------------------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 - :func:`run_benchmark`: for each model x provider x face count, warm up, then time
   ``Pipeline.process`` on the frames of a clip (a video, or the built-in synthetic clip made from
-  real face photos). Reports median/p90/p95/p99 latency per stage (detect, preprocess, inference,
-  total), frames/s and faces/s.
+  real face photos) in several repeats. Reports frames/s and faces/s (the median of the repeats and
+  their range), the faces found per frame, and median/p90/p95/p99 latency per stage (detect,
+  preprocess, inference, total; pooled over the repeats).
 - :func:`run_classifier_benchmark`: ``EmotionClassifier.predict_batch`` throughput at a fixed batch
-  size on real face crops (the GPU target: faces/s at batch 32).
+  size on real face crops (the GPU target: faces/s at batch 32), in repeats too.
+
+Identical runs vary: on a machine with few cores, whatever else runs takes cores from ONNX Runtime's
+and MediaPipe's threads. The median of the repeats, with their range beside it, shows how much.
 
 Both take ``progress_cb(done, total)`` and ``cancel_cb() -> bool`` so the desktop app can run them
 in a worker thread, show progress and stop them. A provider that is not available gives a row
@@ -15,6 +19,7 @@ with ``status="skipped"`` and the reason, not an exception.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import platform
@@ -30,6 +35,7 @@ from fer_core.pipeline import STAGES
 from fer_core.synthetic import face_batch, synthetic_clip
 
 MAX_SOURCE_FRAMES = 120  # frames read from a --source video (kept in memory)
+PROGRESS_STEPS = 100  # progress steps of one timed repeat when timing by duration
 
 ProgressCb = Callable[[int, int], None] | None
 CancelCb = Callable[[], bool] | None
@@ -63,6 +69,21 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
     a = np.asarray(samples_ms, dtype=np.float64)
     p90, p95, p99 = (float(v) for v in np.percentile(a, [90, 95, 99]))
     return {"median": float(np.median(a)), "p90": p90, "p95": p95, "p99": p99, "mean": float(a.mean())}
+
+
+def rate_text(row: dict[str, Any], key: str = "fps", dash: str = "-") -> str:
+    """A rate of a result row as ``"142 (135-150)"``: the median of the repeats and their range; ``"-"`` if none."""
+    values = [row.get(k) for k in (key, f"{key}_min", f"{key}_max")]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return "-"
+    mid, low, high = (f"{v:.0f}" if v >= 100 else f"{v:.1f}" for v in values)
+    return f"{mid} ({low}{dash}{high})"
+
+
+def _rates(parts: Sequence[tuple[int, float]], per: float = 1.0) -> dict[str, float]:
+    """Median, min and max over the repeats ``(calls, seconds)`` of calls x ``per`` per second (0 without any)."""
+    rates = [n * per / t for n, t in parts if t > 0] or [0.0]
+    return {"": float(np.median(rates)), "_min": min(rates), "_max": max(rates)}
 
 
 def system_info() -> dict[str, Any]:
@@ -148,49 +169,79 @@ def _open(row: dict[str, Any], provider: str, loop: "_Loop", create: Callable[[]
     return obj
 
 
+def _stop(rows: list[dict[str, Any]], cancelled: bool, parts: list[tuple[int, float]]) -> bool:
+    """After a configuration: when it was cancelled, mark its row (the last one; dropped if nothing was timed)."""
+    if cancelled:
+        rows[-1].update(status="cancelled", reason="cancelled by the user")
+        if not parts:
+            rows.pop()
+    return cancelled
+
+
 def _base_row(model_path: str | Path, provider: str) -> dict[str, Any]:
     return {"model": Path(model_path).stem, "model_path": str(model_path), "provider": provider,
             "provider_used": None, "status": "ok", "reason": ""}
 
 
 class _Loop:
-    """Runs warmup then measured iterations by count or by duration, honouring cancellation."""
+    """Untimed warm-up calls, then ``repeats`` timed repeats of ``iterations`` calls each (or of ``duration_s /
+    repeats`` seconds each), honouring cancellation."""
 
-    def __init__(self, warmup: int, repeats: int, duration_s: float | None, progress: _Progress) -> None:
-        self.warmup, self.repeats, self.duration_s, self.progress = warmup, repeats, duration_s, progress
+    def __init__(self, warmup: int, iterations: int, repeats: int, duration_s: float | None,
+                 progress: _Progress) -> None:
+        self.warmup, self.iterations, self.repeats = max(0, warmup), max(1, iterations), max(1, repeats)
+        self.duration_s, self.progress = duration_s, progress
 
     @property
     def steps(self) -> int:
         """Progress steps this loop reports in total."""
-        return self.warmup + (100 if self.duration_s else self.repeats)
+        return self.warmup + self.repeats * (PROGRESS_STEPS if self.duration_s else self.iterations)
 
-    def run(self, fn: Callable[[int], None]) -> tuple[int, float, bool]:
-        """Call ``fn(i)`` for warmup, then measured iterations. Returns (measured, wall seconds, cancelled)."""
-        for i in range(self.warmup):
+    def run(self, fn: Callable[[bool], None]) -> tuple[list[tuple[int, float]], bool]:
+        """Call ``fn(timed)``: ``timed`` is False in the warm-up.
+
+        Returns:
+            ``(calls, seconds)`` of each timed repeat that made at least one call, and whether it was cancelled.
+        """
+        for _ in range(self.warmup):
             if self.progress.cancelled():
-                return 0, 0.0, True
-            fn(i)
+                return [], True
+            fn(False)
             self.progress.step()
-        measured, reported = 0, 0
+        parts = []
+        for _ in range(self.repeats):
+            calls, seconds, cancelled = self._repeat(fn)
+            if calls:
+                parts.append((calls, seconds))
+            if cancelled:
+                return parts, True
+        return parts, False
+
+    def _repeat(self, fn: Callable[[bool], None]) -> tuple[int, float, bool]:
+        """One timed repeat: (calls, seconds spent in them, cancelled); progress reporting is not timed."""
+        limit = self.duration_s / self.repeats if self.duration_s else None
+        calls, reported, busy = 0, 0, 0.0
         start = time.perf_counter()
         while True:
             elapsed = time.perf_counter() - start
-            if self.duration_s:
-                if elapsed >= self.duration_s:
+            if limit:
+                if elapsed >= limit:
                     break
-                pct = int(100 * elapsed / self.duration_s)
+                pct = int(PROGRESS_STEPS * elapsed / limit)
                 self.progress.step(pct - reported)
                 reported = pct
-            elif measured >= self.repeats:
+            elif calls >= self.iterations:
                 break
             if self.progress.cancelled():
-                return measured, time.perf_counter() - start, True
-            fn(self.warmup + measured)
-            measured += 1
-            if not self.duration_s:
+                return calls, busy, True
+            t0 = time.perf_counter()
+            fn(True)
+            busy += time.perf_counter() - t0
+            calls += 1
+            if not limit:
                 self.progress.step()
-        self.progress.step(100 - reported if self.duration_s else 0)
-        return measured, time.perf_counter() - start, False
+        self.progress.step(PROGRESS_STEPS - reported if limit else 0)
+        return calls, busy, False
 
 
 # --------------------------------------------------------------------------- pipeline benchmark
@@ -202,7 +253,8 @@ def run_benchmark(
     face_counts: Sequence[int] = (1,),
     source: str | Path | None = None,
     warmup: int = 10,
-    repeats: int = 100,
+    iterations: int = 100,
+    repeats: int = 3,
     duration_s: float | None = None,
     progress_cb: ProgressCb = None,
     cancel_cb: CancelCb = None,
@@ -211,16 +263,18 @@ def run_benchmark(
     n_frames: int = 30,
     small_faces: bool = False,
 ) -> list[dict[str, Any]]:
-    """Time ``Pipeline.process`` for each model x provider x face count.
+    """Time ``Pipeline.process`` for each model x provider x face count, in ``repeats`` timed repeats.
 
     Args:
         model_paths: ONNX classifier files.
         providers: short provider names (``auto``, ``cpu``, ``cuda``, ``tensorrt``, ...).
         face_counts: faces per frame of the synthetic clip; ignored when ``source`` is given.
         source: a video/image/folder to use instead of the synthetic clip (up to 120 frames).
-        warmup: untimed iterations first.
-        repeats: timed iterations (frames), cycling through the clip.
-        duration_s: time each configuration for this many seconds instead of ``repeats``.
+        warmup: untimed frames first, once per configuration.
+        iterations: timed frames in each repeat, cycling through the clip.
+        repeats: timed repeats per configuration; frames/s is the median of theirs.
+        duration_s: time each configuration for this many seconds in all (``duration_s / repeats`` per
+            repeat) instead of ``iterations`` frames per repeat.
         progress_cb: ``progress_cb(done, total)`` after every iteration.
         cancel_cb: polled every iteration; when it returns True, stop and return what was measured
             (the interrupted row gets ``status="cancelled"``).
@@ -230,21 +284,23 @@ def run_benchmark(
         small_faces: time the detector's tiled search for small faces too (see ``FaceDetector``).
 
     Returns:
-        One dict per configuration: ``model, model_path, provider, provider_used, faces,
-        faces_detected, detector, status (ok|skipped|error|cancelled), reason, frames, seconds,
-        fps, faces_per_s`` and ``<stage>_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` for every stage.
+        One dict per configuration: ``model, model_path, provider, provider_used, faces, faces_found (mean
+        per timed frame), detector, status (ok|skipped|error|cancelled), reason (also notes faces not found),
+        repeats, frames, seconds, fps, fps_min, fps_max, faces_per_s, faces_per_s_min, faces_per_s_max`` and
+        ``<stage>_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` for every stage (over all repeats).
     """
     from fer_core.api import EmotionRecognizer
 
     clips: dict[Any, list[np.ndarray]] = {}
     counts: list[int | None] = [None] if source is not None else [int(n) for n in face_counts]
     configs = [(m, p, n) for m in model_paths for p in providers for n in counts]
-    loop = _Loop(max(0, warmup), max(1, repeats), duration_s, _Progress(0, progress_cb, cancel_cb))
+    loop = _Loop(warmup, iterations, repeats, duration_s, _Progress(0, progress_cb, cancel_cb))
     loop.progress.total = len(configs) * loop.steps
     rows: list[dict[str, Any]] = []
     for model_path, provider, n_faces in configs:
         row = _base_row(model_path, provider)
-        row.update(faces=n_faces if n_faces is not None else "source", source=str(source) if source else "synthetic")
+        row.update(faces=n_faces if n_faces is not None else "source", faces_found=None,
+                   source=str(source) if source else "synthetic")
         rows.append(row)
         if _provider_problem(provider) is None and n_faces not in clips:
             clips[n_faces] = (load_source(source) if source is not None
@@ -258,30 +314,37 @@ def run_benchmark(
             row["detector"] = pipe.detector_backend
             samples: dict[str, list[float]] = {s: [] for s in STAGES}
             faces_seen: list[int] = []
+            calls = itertools.count()
 
-            def one(i: int, _frames: list[np.ndarray] = frames, _still: bool = still) -> None:
-                result = pipe.process(_frames[i % len(_frames)], still=_still)
-                if i >= loop.warmup:
+            def one(timed: bool, _frames: list[np.ndarray] = frames, _still: bool = still) -> None:
+                result = pipe.process(_frames[next(calls) % len(_frames)], still=_still)
+                if timed:
                     for stage in STAGES:
                         samples[stage].append(float(result.timings.get(stage, math.nan)))
                     faces_seen.append(len(result.faces))
 
-            measured, seconds, cancelled = loop.run(one)
-        _fill_pipeline_row(row, samples, faces_seen, measured, seconds)
-        if cancelled:
-            row.update(status="cancelled", reason="cancelled by the user")
-            if measured == 0:
-                rows.pop()
+            parts, cancelled = loop.run(one)
+        _fill_pipeline_row(row, samples, faces_seen, parts)
+        if n_faces is not None and parts and round(row["faces_found"], 2) < n_faces:
+            row["reason"] = _missed_faces_note(row["faces_found"], n_faces, small_faces)
+        if _stop(rows, cancelled, parts):
             break
     return rows
 
 
+def _missed_faces_note(found: float, requested: int, small_faces: bool) -> str:
+    """The row's note when fewer faces were found per frame than the clip shows."""
+    note = f"only {found:.2f} of {requested} faces found per frame, so the times are for fewer faces"
+    return note if small_faces else note + "; the small-faces search (--small-faces) finds smaller ones"
+
+
 def _fill_pipeline_row(row: dict[str, Any], samples: dict[str, list[float]], faces_seen: list[int],
-                       measured: int, seconds: float) -> None:
-    row.update(frames=measured, seconds=round(seconds, 3))
-    row["faces_detected"] = float(np.mean(faces_seen)) if faces_seen else 0.0
-    row["fps"] = measured / seconds if seconds > 0 else 0.0
-    row["faces_per_s"] = sum(faces_seen) / seconds if seconds > 0 else 0.0
+                       parts: list[tuple[int, float]]) -> None:
+    found = float(np.mean(faces_seen)) if faces_seen else 0.0
+    row.update(faces_found=found, repeats=len(parts), frames=sum(n for n, _ in parts),
+               seconds=round(sum(t for _, t in parts), 3))
+    for suffix, fps in _rates(parts).items():
+        row[f"fps{suffix}"], row[f"faces_per_s{suffix}"] = fps, fps * found
     for stage in STAGES:
         for key, value in latency_stats(samples[stage]).items():
             row[f"{stage}_{key}_ms"] = value
@@ -330,22 +393,25 @@ def run_classifier_benchmark(
     providers: Sequence[str] = ("cpu",),
     batch: int = 32,
     warmup: int = 5,
-    repeats: int = 50,
+    iterations: int = 50,
+    repeats: int = 3,
     duration_s: float | None = None,
     progress_cb: ProgressCb = None,
     cancel_cb: CancelCb = None,
 ) -> list[dict[str, Any]]:
-    """Time ``EmotionClassifier.predict_batch`` on a preprocessed batch of real faces.
+    """Time ``EmotionClassifier.predict_batch`` on a preprocessed batch of real faces, in ``repeats`` repeats of
+    ``iterations`` batches (or of ``duration_s / repeats`` seconds); the other arguments as in :func:`run_benchmark`.
 
     Returns:
         One dict per model x provider: ``model, model_path, provider, provider_used, batch, status,
-        reason, batches, seconds, faces_per_s, input_size`` and ``batch_median_ms / _p90_ms / _p95_ms / _p99_ms
-        / _mean_ms`` plus ``preprocess_ms`` (one-off preprocessing of the batch, not in faces/s).
+        reason, repeats, batches, seconds, faces_per_s, faces_per_s_min, faces_per_s_max, input_size`` and
+        ``batch_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` plus ``preprocess_ms`` (one-off preprocessing
+        of the batch, not in faces/s).
     """
     from fer_core.session import EmotionClassifier
 
     configs = [(m, p) for m in model_paths for p in providers]
-    loop = _Loop(max(0, warmup), max(1, repeats), duration_s, _Progress(0, progress_cb, cancel_cb))
+    loop = _Loop(warmup, iterations, repeats, duration_s, _Progress(0, progress_cb, cancel_cb))
     loop.progress.total = len(configs) * loop.steps
     crops = face_batch(batch)
     rows: list[dict[str, Any]] = []
@@ -362,20 +428,18 @@ def run_classifier_benchmark(
         row["preprocess_ms"] = (time.perf_counter() - t0) * 1000.0
         samples: list[float] = []
 
-        def one(i: int) -> None:
+        def one(timed: bool) -> None:
             t = time.perf_counter()
             clf.predict_batch(inputs)
-            if i >= loop.warmup:
+            if timed:
                 samples.append((time.perf_counter() - t) * 1000.0)
 
-        measured, seconds, cancelled = loop.run(one)
-        row.update(batches=measured, seconds=round(seconds, 3),
-                   faces_per_s=measured * batch / seconds if seconds > 0 else 0.0)
+        parts, cancelled = loop.run(one)
+        row.update(repeats=len(parts), batches=sum(n for n, _ in parts), seconds=round(sum(t for _, t in parts), 3))
+        for suffix, rate in _rates(parts, per=batch).items():
+            row[f"faces_per_s{suffix}"] = rate
         for key, value in latency_stats(samples).items():
             row[f"batch_{key}_ms"] = value
-        if cancelled:
-            row.update(status="cancelled", reason="cancelled by the user")
-            if measured == 0:
-                rows.pop()
+        if _stop(rows, cancelled, parts):
             break
     return rows

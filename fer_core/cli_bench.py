@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fer_core.bench import rate_text
 from fer_core.cli_run import CliError, provider_arg, run_guarded
 
 PROG = "fer-bench"
@@ -19,11 +20,13 @@ PROG = "fer-bench"
 EPILOG = """examples:
   fer-bench --model models/fer_realtime.onnx --providers cpu --faces 1,4
   fer-bench --model models/a.onnx models/b.onnx --providers cpu,cuda,tensorrt --faces 1,4 --json bench.json
-  fer-bench --model models/a.onnx --source clip.mp4 --duration 10 --csv bench.csv
+  fer-bench --model models/a.onnx --source clip.mp4 --duration 10 --repeats 5 --csv bench.csv
   fer-bench --model models/emonext_tiny.onnx --providers cuda,tensorrt --batch 32   # classifier only, faces/s
 
-Latencies are per frame in ms (median / p90 / p99) for the stages detect, preprocess, inference and total.
-A provider that is not available on this machine is listed as skipped with the reason.
+Each configuration is timed in --repeats repeats: frames/s (faces/s with --batch) is the median of the repeats,
+with their range in brackets. Latencies are per frame in ms (median / p90 / p99, over all repeats) for the stages
+detect, preprocess, inference and total. "found" is the mean number of faces found per frame; when it is below
+"faces", the status says so. A provider that is not available on this machine is listed as skipped with the reason.
 """
 
 
@@ -52,10 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: auto, cpu, cuda, tensorrt, directml, coreml (default: cpu)")
     p.add_argument("--faces", type=_int_list, default=[1, 4], help="faces per frame of the synthetic clip (1,4)")
     p.add_argument("--source", help="time on this video (or image/folder) instead of the synthetic clip")
-    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed iterations first (10)")
+    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed frames (or batches) first (10)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R",
+                   help="timed repeats per configuration; the median frames/s of them is reported (3)")
     amount = p.add_mutually_exclusive_group()
-    amount.add_argument("--repeats", type=int, default=100, metavar="N", help="timed frames (or batches) (100)")
-    amount.add_argument("--duration", type=float, default=None, metavar="S", help="time each configuration for S s")
+    amount.add_argument("--iterations", type=int, default=100, metavar="N",
+                        help="timed frames (or batches) in each repeat (100)")
+    amount.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="time each configuration for S s in all, split evenly over the repeats")
     p.add_argument("--batch", type=int, default=None, metavar="N",
                    help="classifier only: time predict_batch on N real face crops per run (faces/s)")
     p.add_argument("--face-model", help="MediaPipe BlazeFace .tflite (default: the usual lookup)")
@@ -78,18 +85,18 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def format_table(rows: list[dict[str, Any]], batch: bool = False) -> str:
     """A plain-text table of benchmark rows."""
     if batch:
-        header = ["model", "provider", "batch", "faces/s", "batch ms med/p90/p99", "status"]
-        body = [[r["model"], r["provider"], str(r.get("batch", "")), _fmt(r.get("faces_per_s"), 0),
+        header = ["model", "provider", "batch", "faces/s (range)", "batch ms med/p90/p99", "status"]
+        body = [[r["model"], r["provider"], str(r.get("batch", "")), rate_text(r, "faces_per_s"),
                  "/".join(_fmt(r.get(f"batch_{k}_ms"), 2) for k in ("median", "p90", "p99")),
                  r["status"] + (f": {r['reason']}" if r.get("reason") else "")] for r in rows]
     else:
-        header = ["model", "provider", "faces", "found", "frames/s", "faces/s", "detect ms", "preproc ms",
+        header = ["model", "provider", "faces", "found", "frames/s (range)", "faces/s", "detect ms", "preproc ms",
                   "infer ms", "total ms (med/p90/p99)", "status"]
         body = []
         for r in rows:
             total = "/".join(_fmt(r.get(f"total_{k}_ms")) for k in ("median", "p90", "p99"))
-            body.append([r["model"], r["provider"], str(r.get("faces", "")), _fmt(r.get("faces_detected")),
-                         _fmt(r.get("fps")), _fmt(r.get("faces_per_s")), _fmt(r.get("detect_median_ms"), 2),
+            body.append([r["model"], r["provider"], str(r.get("faces", "")), _fmt(r.get("faces_found"), 2),
+                         rate_text(r), _fmt(r.get("faces_per_s")), _fmt(r.get("detect_median_ms"), 2),
                          _fmt(r.get("preprocess_median_ms"), 2), _fmt(r.get("inference_median_ms"), 2), total,
                          r["status"] + (f": {r['reason']}" if r.get("reason") else "")])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
@@ -113,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [m for m in models if not Path(m).is_file()]
     if missing:
         raise CliError(f"model file not found: {', '.join(missing)}")
-    if args.warmup < 0 or args.repeats < 1 or (args.duration is not None and args.duration <= 0):
-        raise CliError("--warmup must be >= 0, --repeats >= 1 and --duration > 0")
+    if args.warmup < 0 or args.repeats < 1 or args.iterations < 1 or (args.duration is not None and args.duration <= 0):
+        raise CliError("--warmup must be >= 0, --repeats and --iterations >= 1 and --duration > 0")
     if args.batch is not None and args.batch < 1:
         raise CliError("--batch must be at least 1")
     if args.source is not None and not str(args.source).strip():
@@ -127,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    common = dict(model_paths=models, providers=args.providers, warmup=args.warmup, repeats=args.repeats,
-                  duration_s=args.duration, progress_cb=progress)
+    common = dict(model_paths=models, providers=args.providers, warmup=args.warmup, iterations=args.iterations,
+                  repeats=args.repeats, duration_s=args.duration, progress_cb=progress)
     try:
         if args.batch is not None:
             rows = run_classifier_benchmark(batch=args.batch, **common)

@@ -30,12 +30,14 @@ PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml")
 EPILOG = """examples:
   fer-run --source 0 --show                                   # webcam, live window (q or Esc quits)
   fer-run --source clip.mp4 --out annotated.mp4 --csv faces.csv
+  fer-run --source clip.mp4 --out annotated.mp4 --burn-fps    # FPS and latency drawn into the video too
   fer-run --source photo.jpg --out annotated/                 # annotated image into a folder
   fer-run --source photos/ --out annotated/ --jsonl faces.jsonl
   fer-run --source rtsp://192.168.1.10:554/stream --max-frames 300 --csv faces.csv
   fer-run --source clip.mp4 --model models/emonext_tiny.onnx --provider cuda --smoothing 0
   fer-run --source group.mp4 --small-faces --out annotated.mp4  # faces far from the camera (slower)
 
+The --show window always shows the FPS and latency; files written with --out get them only with --burn-fps.
 Without --model the shipped default model in models/ is used (or the file named by $FER_MODEL).
 CSV/JSONL columns: frame, time_ms, track_id, x, y, w, h, label, score, p_<class> for every class.
 """
@@ -84,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--csv", help="write one row per face per frame to this CSV file")
     rec.add_argument("--jsonl", help="write one JSON object per face per frame to this file")
-    p.add_argument("--show", action="store_true", help="show the annotated frames in a window (q or Esc quits)")
+    p.add_argument("--show", action="store_true",
+                   help="show the annotated frames, with FPS and latency, in a window (q or Esc quits)")
+    p.add_argument("--burn-fps", action="store_true",
+                   help="also draw the FPS and latency into the --out video or images (off by default: the "
+                        "files show only the faces)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--provider", type=provider_arg, default="auto",
                    help=f"ONNX Runtime execution provider: {', '.join(PROVIDER_CHOICES)} (default: auto)")
@@ -298,7 +304,6 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
     if total is not None and args.max_frames is not None:
         total = min(total, args.max_frames)
     bar = tqdm(total=total, unit="frame", desc=PROG, disable=source.is_live, leave=False)
-    need_draw = output.target is not None or window.enabled
     timings: dict[str, list[float]] = {stage: [] for stage in STAGES}
     n_frames = n_faces = 0
     fps_ema: float | None = None
@@ -318,11 +323,11 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
             last = now
             if dt > 0:
                 fps_ema = 1.0 / dt if fps_ema is None else 0.9 * fps_ema + 0.1 / dt
-            if need_draw:
-                annotated = draw_results(frame, result, pipe.labels, fps=fps_ema,
-                                         latency_ms=result.timings.get("total"))
-                output.write(annotated, source)
-                window.show(annotated)
+            hud = {"fps": fps_ema, "latency_ms": result.timings.get("total")}
+            if output.target is not None:
+                output.write(draw_results(frame, result, pipe.labels, **(hud if args.burn_fps else {})), source)
+            if window.enabled:
+                window.show(draw_results(frame, result, pipe.labels, **hud))
             bar.update(1)
             if stops:
                 interrupted = stops[0]

@@ -1,6 +1,12 @@
-"""The overlay shared by ``fer-run`` and the desktop app: boxes, labels, probability bars, FPS text."""
+"""The overlay shared by ``fer-run`` and the desktop app: boxes, labels, probability bars, FPS text.
+
+Every size follows the face it belongs to, within limits that grow with the frame (:func:`overlay_unit`), so
+the overlay stays readable when a large photo is shown scaled down and stays modest on a small video.
+"""
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -12,6 +18,27 @@ BACKDROP = (24, 24, 24)
 TEXT = (255, 255, 255)
 HIGHLIGHT = (255, 255, 255)
 UNCERTAIN = (140, 140, 140)  # the label colour of a face the model is unsure of
+VIEW_PX = 1000  # the overlay is sized for a frame shown about this many pixels across (its longer side)
+
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def overlay_unit(shape: tuple[int, ...]) -> float:
+    """The overlay's size unit for a frame of ``shape``: 1 up to 1000 px on the longer side, then in proportion.
+
+    A 6000x4000 photo gets 6: shown 1000 px wide, its overlay looks as a 1000 px frame's does.
+    """
+    return max(1.0, max(shape[:2]) / VIEW_PX)
+
+
+def _fit(value: float, lo: float, hi: float, unit: float) -> float:
+    """``value`` (a size that follows the face) kept within ``lo`` to ``hi`` units."""
+    return float(np.clip(value, lo * unit, hi * unit))
+
+
+def _text_style(scale: float) -> tuple[int, int]:
+    """Stroke thickness and padding, in pixels, of text drawn at font ``scale``."""
+    return max(1, round(2 * scale)), max(3, round(4 * scale))
 
 
 def _text_size(text: str, scale: float, thickness: int) -> tuple[int, int, int]:
@@ -28,31 +55,47 @@ def _backdrop(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, alpha: float 
         roi[:] = cv2.addWeighted(roi, 1.0 - alpha, np.full_like(roi, BACKDROP), alpha, 0)
 
 
-def _label(img: np.ndarray, text: str, x: int, y: int, scale: float, color: tuple[int, int, int]) -> None:
-    """Text on a filled box of ``color`` whose bottom-left corner is (x, y)."""
-    thick = max(1, int(round(scale * 2)))
+def _text_box(text: str, scale: float) -> tuple[int, int]:
+    """Width and height of ``text`` at font ``scale`` with its padding."""
+    thick, pad = _text_style(scale)
     w, h, base = _text_size(text, scale, thick)
-    cv2.rectangle(img, (x, y - h - base - 4), (x + w + 6, y), color, -1)
-    dark = sum(color) > 450
-    cv2.putText(img, text, (x + 3, y - base - 2), FONT, scale, (0, 0, 0) if dark else TEXT, thick, cv2.LINE_AA)
+    return w + 2 * pad, h + base + 2 * pad
 
 
-def _overlap_area(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+def _put_text(img: np.ndarray, text: str, rect: Rect, scale: float, color: tuple[int, int, int]) -> None:
+    """``text`` at font ``scale`` inside ``rect``, a box sized by :func:`_text_box`."""
+    thick, pad = _text_style(scale)
+    base = _text_size(text, scale, thick)[2]
+    cv2.putText(img, text, (rect[0] + pad, rect[3] - base - pad), FONT, scale, color, thick, cv2.LINE_AA)
+
+
+def _label(img: np.ndarray, text: str, rect: Rect, scale: float, color: tuple[int, int, int]) -> None:
+    """Text on a filled box of ``color`` (black text on light colours, white on dark ones)."""
+    cv2.rectangle(img, rect[:2], (rect[2] - 1, rect[3] - 1), color, -1)
+    _put_text(img, text, rect, scale, (0, 0, 0) if sum(color) > 450 else TEXT)
+
+
+def _overlap_area(a: Rect, b: Rect) -> int:
     """Area shared by two (x0, y0, x1, y1) rectangles."""
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
+def _covered(rect: Rect, taken: list[Rect]) -> int:
+    """Area of ``rect`` over the rectangles in ``taken``, in pixels (counted once per rectangle)."""
+    return sum(_overlap_area(rect, t) for t in taken)
+
+
 def _panel_place(box: tuple[int, int, int, int], size: tuple[int, int], frame: tuple[int, int],
-                 taken: list[tuple[int, int, int, int]]) -> tuple[int, int, int]:
+                 taken: list[Rect], gap: int = 6) -> tuple[int, int, int]:
     """Top-left corner for a bar panel beside a face, inside the frame and clear of ``taken``.
 
-    Tries right of the face, then left (top-aligned, then bottom-aligned), then below and above; the first
-    place that covers no other face or panel wins, else the one that covers the least.
+    Tries right of the face, then left (top-aligned, then bottom-aligned), then below and above, ``gap`` pixels
+    from the face; the first place that covers no other face or panel wins, else the one that covers the least.
 
     Returns:
         (x, y, covered area in pixels).
     """
-    (x, y, w, h), (pw, ph), (W, H), gap = box, size, frame, 6
+    (x, y, w, h), (pw, ph), (W, H) = box, size, frame
     top = int(np.clip(y, 0, max(0, H - ph)))
     bottom = int(np.clip(y + h - ph, 0, max(0, H - ph)))
     cx = int(np.clip(x, 0, max(0, W - pw)))
@@ -61,45 +104,84 @@ def _panel_place(box: tuple[int, int, int, int], size: tuple[int, int], frame: t
     inside = [(px, py) for px, py in sides if px >= 0 and py >= 0 and px + pw <= W and py + ph <= H]
     if not inside:
         inside = [(max(0, W - pw), top)]
-    scored = [(px, py, sum(_overlap_area((px, py, px + pw, py + ph), t) for t in taken)) for px, py in inside]
+    scored = [(px, py, _covered((px, py, px + pw, py + ph), taken)) for px, py in inside]
     return min(scored, key=lambda p: p[2])
 
 
 def _bars(img: np.ndarray, box: tuple[int, int, int, int], probs: np.ndarray, labels: list[str],
-          taken: list[tuple[int, int, int, int]], edge: tuple[int, int, int]) -> None:
+          taken: list[Rect], edge: tuple[int, int, int], unit: float) -> None:
     """One coloured bar per class beside the face, placed clear of the rectangles in ``taken`` (then added).
 
-    The row height follows the face size; where a full-size panel would cover another face or panel,
-    smaller panels are tried before settling for the place that covers the least. The panel is outlined
-    in ``edge`` (the colour of the face's box), so it reads as that face's even when it had to move.
+    The row height follows the face height, within 12 to 22 ``unit``; where a full-size panel would cover
+    another face or panel, smaller panels are tried before settling for the place that covers the least. The
+    panel is outlined in ``edge`` (the colour of the face's box), so it reads as that face's even when it moved.
     """
     H, W = img.shape[:2]
     n = len(labels)
     best = None
-    first = int(np.clip(box[3] / max(n, 1), 12, 22))
-    for row in sorted({first, max(12, first * 2 // 3), 12}, reverse=True):
+    first = round(_fit(box[3] / max(n, 1), 12, 22, unit))
+    least = round(12 * unit)
+    for row in sorted({first, max(least, first * 2 // 3), least}, reverse=True):
+        m = max(2, row // 10)  # margin, inset and line width follow the row
         scale = row / 36.0
-        name_w = max(_text_size(name, scale, 1)[0] for name in labels) + 6
-        bar_w = int(row * 4)
-        size = (name_w + bar_w + 8, row * n + 4)
-        px, py, covered = _panel_place(box, size, (W, H), taken)
+        thick = _text_style(scale)[0]
+        name_w = max(_text_size(name, scale, thick)[0] for name in labels) + 3 * m
+        size = (name_w + 4 * row + 4 * m, row * n + 2 * m)
+        px, py, covered = _panel_place(box, size, (W, H), taken, gap=round(6 * unit))
         if best is None or covered < best[0]:
-            best = (covered, px, py, row, scale, name_w, bar_w, size)
+            best = (covered, px, py, row, m, scale, thick, name_w, size)
         if covered == 0:
             break
-    _, px, py, row, scale, name_w, bar_w, (panel_w, panel_h) = best
+    _, px, py, row, m, scale, thick, name_w, (panel_w, panel_h) = best
+    line = max(1, m // 2)
     taken.append((px, py, px + panel_w, py + panel_h))
     _backdrop(img, px, py, px + panel_w, py + panel_h)
-    cv2.rectangle(img, (px, py), (px + panel_w - 1, py + panel_h - 1), edge, 1)
+    cv2.rectangle(img, (px, py), (px + panel_w - 1, py + panel_h - 1), edge, line)
     for i, (name, p) in enumerate(zip(labels, probs)):
-        top = py + 2 + i * row
-        color = class_color(name)
-        cv2.putText(img, name, (px + 3, top + row - 4), FONT, scale, TEXT, 1, cv2.LINE_AA)
-        bx = px + name_w
+        top = py + m + i * row
+        cv2.putText(img, name, (px + 3 * m // 2, top + row - 2 * m), FONT, scale, TEXT, thick, cv2.LINE_AA)
+        bx, bar_w = px + name_w, 4 * row
         length = int(round(float(np.clip(p, 0, 1)) * bar_w))
-        cv2.rectangle(img, (bx, top + 2), (bx + bar_w, top + row - 2), (70, 70, 70), 1)
+        cv2.rectangle(img, (bx, top + m), (bx + bar_w, top + row - m), (70, 70, 70), line)
         if length > 0:
-            cv2.rectangle(img, (bx, top + 2), (bx + length, top + row - 2), color, -1)
+            cv2.rectangle(img, (bx, top + m), (bx + length, top + row - m), class_color(name), -1)
+
+
+def _hud(img: np.ndarray, text: str, unit: float, taken: list[Rect]) -> None:
+    """``text`` on a dark backdrop in the corner that covers the least of ``taken`` (top-left on a tie)."""
+    H, W = img.shape[:2]
+    scale = 0.5 * unit
+    w, h = _text_box(text, scale)
+    corners = [(x, y, x + w, y + h) for y in (0, max(0, H - h)) for x in (0, max(0, W - w))]
+    rect = min(corners, key=lambda r: _covered(r, taken))
+    _backdrop(img, *rect, alpha=0.7)
+    _put_text(img, text, rect, scale, TEXT)
+
+
+class _Mark(NamedTuple):
+    """Where and how one face's box and label are drawn."""
+
+    face: Any
+    box: tuple[int, int, int, int]  # x, y, w, h
+    thick: int  # box line width
+    scale: float  # label font scale
+    text: str
+    label: Rect
+    label_color: tuple[int, int, int]
+
+
+def _mark(face: Any, unit: float, height: int) -> _Mark:
+    """Lay out a face's box and its label (above the box, below it when there is no room) in a frame ``height``
+    pixels high: the line width and the font follow the face, within limits of ``unit``."""
+    x, y, w, h = (int(v) for v in face.box)
+    thick = round(_fit(max(w, h) / 80, 2, 6, unit))
+    scale = _fit(w / 220, 0.45, 1.0, unit)
+    uncertain = bool(getattr(face, "uncertain", False))
+    text = f"#{face.track_id} {face.label}{'?' if uncertain else ''} {face.score:.0%}"
+    lw, lh = _text_box(text, scale)
+    lx, ly = x - thick // 2, y - thick - lh if y - thick - lh >= 0 else min(height - lh, y + h + thick)
+    return _Mark(face, (x, y, w, h), thick, scale, text, (lx, ly, lx + lw, ly + lh),
+                 UNCERTAIN if uncertain else class_color(face.label))  # greyed when unsure
 
 
 def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None = None,
@@ -108,14 +190,15 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
 
     Per face: the box in the colour of its top class, ``#id label score`` above it (below when there
     is no room), and one probability bar per class next to it. ``selected`` (a track id) gets a thicker
-    white outline. FPS / latency text goes top-left on a dark backdrop.
+    white outline. Sizes follow each face within limits set by the frame size (:func:`overlay_unit`).
+    FPS / latency text (only when given) goes in the corner that covers the fewest faces, labels and bars.
 
     Args:
         frame: BGR, BGRA or grey uint8 image.
         result: the frame's result (``faces`` with ``track_id``, ``box``, ``probs``, ``label``, ``score``).
         labels: class names in the order of ``probs``.
-        fps: frames per second to show, if any.
-        latency_ms: end-to-end latency to show, if any.
+        fps: frames per second to show; ``None`` draws none.
+        latency_ms: end-to-end latency to show; ``None`` draws none.
         selected: track id to highlight.
 
     Returns:
@@ -127,37 +210,24 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
         img = np.ascontiguousarray(frame[:, :, :3])
     else:
         img = frame.copy()
+    unit = overlay_unit(img.shape)
 
-    # Faces, with room for their label above, are not to be covered by another face's bars.
-    taken = [(int(x), int(y) - 28, int(x + w), int(y + h)) for x, y, w, h in (f.box for f in result.faces)]
-    for face in result.faces:
-        x, y, w, h = (int(v) for v in face.box)
-        color = class_color(face.label)
-        thick = int(np.clip(round(max(w, h) / 80), 2, 6))
-        if face.track_id == selected:
+    # Lay out every face and its label first: no face's bars are to cover another face or label.
+    marks = [_mark(face, unit, img.shape[0]) for face in result.faces]
+    taken = [r for m in marks for r in ((m.box[0], m.box[1], m.box[0] + m.box[2], m.box[1] + m.box[3]), m.label)]
+    for m in marks:
+        (x, y, w, h), thick, color = m.box, m.thick, class_color(m.face.label)
+        if m.face.track_id == selected:
             cv2.rectangle(img, (x - thick, y - thick), (x + w + thick, y + h + thick), HIGHLIGHT, thick + 2)
         cv2.rectangle(img, (x, y), (x + w, y + h), color, thick)
-        scale = float(np.clip(w / 220, 0.45, 1.0))
-        uncertain = bool(getattr(face, "uncertain", False))
-        text = f"#{face.track_id} {face.label}? {face.score:.0%}" if uncertain else \
-            f"#{face.track_id} {face.label} {face.score:.0%}"
-        th = _text_size(text, scale, 1)[1] + 10
-        ty = y - thick if y - thick - th >= 0 else min(img.shape[0] - 1, y + h + thick + th)
-        _label(img, text, x - thick // 2, ty, scale, UNCERTAIN if uncertain else color)  # greyed when unsure
-        _bars(img, (x, y, w, h), face.probs, labels, taken, color)
+        _label(img, m.text, m.label, m.scale, m.label_color)
+        _bars(img, m.box, m.face.probs, labels, taken, color, unit)
 
-    parts = []
-    if fps is not None:
-        parts.append(f"{fps:.1f} FPS")
+    parts = [f"{fps:.1f} FPS"] if fps is not None else []
     if latency_ms is not None:
         parts.append(f"{latency_ms:.1f} ms")
     if parts:
-        text = "  ".join(parts)
-        scale = float(np.clip(img.shape[1] / 1280, 0.5, 1.2))
-        thick = max(1, int(round(scale * 2)))
-        tw, th, base = _text_size(text, scale, thick)
-        _backdrop(img, 0, 0, tw + 16, th + base + 14, alpha=0.7)
-        cv2.putText(img, text, (8, th + 7), FONT, scale, TEXT, thick, cv2.LINE_AA)
+        _hud(img, "  ".join(parts), unit, taken)
 
     if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).reshape(frame.shape)

@@ -201,6 +201,10 @@ class EmotionClassifier:
         opts.log_severity_level = 3  # errors only: keeps "nodes not assigned to preferred EP" notes quiet
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
+        # No busy-waiting between runs: a real-time loop sleeps between frames, and spinning threads took most of a
+        # core from the app and from MediaPipe on two cores (benchmarks/app_cpu.py: 1.40 -> 0.48 cores at 24 fps).
+        # The price is throughput on an idle machine: fer-bench, one face, 157 -> 135 frames/s.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+CLIP_CROP = 0.65  # clip_photos: the central part of a bundled photo kept (its face is 56% of the side)
+MAX_PHOTO_SIDE = 0.6  # synthetic_clip: a photo's side at most this part of the frame's shorter side (webcam distance)
 
 
 @lru_cache(maxsize=None)
@@ -24,6 +26,18 @@ def _asset(name: str) -> np.ndarray:
     return img
 
 
+def _tint(img: np.ndarray, gain: float | tuple[float, float, float]) -> np.ndarray:
+    """``img`` with its (B, G, R) channels multiplied by ``gain``, clipped to uint8."""
+    return np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def _rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    """A square image turned about its centre (counter-clockwise), borders repeated."""
+    side = img.shape[0]
+    m = cv2.getRotationMatrix2D((side / 2, side / 2), degrees, 1.0)
+    return cv2.warpAffine(img, m, (side, side), borderMode=cv2.BORDER_REPLICATE)
+
+
 def face_photos() -> list[np.ndarray]:
     """Real face photos (BGR, square, face centred, ~56% of the width) in a fixed order.
 
@@ -32,10 +46,26 @@ def face_photos() -> list[np.ndarray]:
     """
     astronaut, cameraman = _asset("astronaut"), _asset("cameraman")
     grey = cv2.cvtColor(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    warm = np.clip(astronaut.astype(np.float32) * (0.85, 1.0, 1.15), 0, 255).astype(np.uint8)
-    cool = np.clip(astronaut.astype(np.float32) * (1.15, 1.0, 0.85), 0, 255).astype(np.uint8)
+    warm, cool = _tint(astronaut, (0.85, 1.0, 1.15)), _tint(astronaut, (1.15, 1.0, 0.85))
     faces = [astronaut, astronaut[:, ::-1], grey, warm[:, ::-1], cameraman, cameraman[:, ::-1], cool, grey[:, ::-1]]
     return [np.array(f) for f in faces]  # writable copies
+
+
+def clip_photos() -> list[np.ndarray]:
+    """The faces of the synthetic clip: eight colour variants of the astronaut photo, cut tight (BGR, square).
+
+    Clips of many faces need faces that are found when small. MediaPipe's BlazeFace short-range detector finds
+    these down to about a sixth of the frame's long side (105 of 640 px) because the face fills 86% of the
+    photo; it misses the grey photos of :func:`face_photos` (the cameraman, the grey variants) below about a
+    fifth, and the looser crops of :func:`face_photos` waste a cell's space on background.
+    """
+    a = _asset("astronaut")
+    variants = [a, a[:, ::-1], _tint(a, (0.85, 1.0, 1.15))[:, ::-1], _tint(a, 0.8), _rotate(a, -6),
+                _rotate(a, 6)[:, ::-1], _tint(a, (1.08, 1.0, 0.92)), _tint(a, 1.15)[:, ::-1]]
+    side = a.shape[0]
+    k = int(round(side * CLIP_CROP))
+    o = (side - k) // 2
+    return [np.ascontiguousarray(v[o:o + k, o:o + k]) for v in variants]
 
 
 def _grid(n: int, width: int, height: int) -> tuple[int, int]:
@@ -62,24 +92,25 @@ def synthetic_clip(n_faces: int, size: tuple[int, int] = (640, 480), n_frames: i
 
     Faces sit in a grid of cells, each drifting on a small loop and breathing in scale (a full loop
     per clip, so the clip repeats seamlessly), so the detector and tracker work on every frame.
-    With the BlazeFace short-range detector, 640x480 frames with up to 4 faces are detected reliably;
-    many more faces get too small for it.
+    The BlazeFace short-range detector finds every face of 640x480 clips of up to 12 faces; with more, the faces
+    get smaller than about a sixth of the frame width and some are missed (a larger frame does not help: the
+    detector sees the whole frame at 128x128).
 
     Args:
         n_faces: faces per frame (0 gives empty background frames).
         size: (width, height).
         n_frames: clip length.
-        fill: face photo side as a fraction of the cell's smaller side.
-        photos: the square face images to use (BGR), cycled; default :func:`face_photos`.
+        fill: face photo side as a fraction of the cell's smaller side, at most ``MAX_PHOTO_SIDE`` of the frame's.
+        photos: the square face images to use (BGR), cycled; default :func:`clip_photos`.
     """
     width, height = size
-    photos = photos or face_photos()
+    photos = photos or clip_photos()
     yy = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     top, bottom = np.array([205, 195, 175], np.float32), np.array([110, 105, 95], np.float32)
     background = np.broadcast_to(top * (1 - yy) + bottom * yy, (height, width, 3)).astype(np.uint8)
     cols, rows = _grid(max(n_faces, 1), width, height)
     cell_w, cell_h = width / cols, height / rows
-    base_side = max(8, int(min(cell_w, cell_h) * fill))
+    base_side = max(8, int(min(min(cell_w, cell_h) * fill, MAX_PHOTO_SIDE * min(width, height))))
     frames = []
     for t in range(n_frames):
         frame = background.copy()

@@ -7,6 +7,7 @@ classified by the tiny ONNX model from conftest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -92,6 +93,35 @@ def make_window(qtbot, **kwargs):
     return window
 
 
+class count_paints:
+    """Counts paint events per widget class name inside a ``with`` block (the dict is empty when none came)."""
+
+    def __init__(self, *widgets) -> None:
+        self.widgets, self.counts = widgets, {}
+
+    def __enter__(self) -> dict:
+        from PySide6.QtCore import QEvent, QObject
+
+        counts = self.counts
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):
+                if event.type() == QEvent.Type.Paint:
+                    counts[type(obj).__name__] = counts.get(type(obj).__name__, 0) + 1
+                return False
+
+        self.filter = Filter()
+        for w in self.widgets:
+            w.installEventFilter(self.filter)
+            for child in w.findChildren(QObject):  # pyqtgraph paints in its viewport
+                child.installEventFilter(self.filter)
+        return counts
+
+    def __exit__(self, *exc) -> None:
+        for w in self.widgets:
+            w.removeEventFilter(self.filter)
+
+
 # ----- small pieces ------------------------------------------------------------------------------------
 def test_qt_plugin_path_fix_removes_opencv_override(monkeypatch):
     cv2_plugins = str(Path(cv2.__file__).resolve().parent / "qt" / "plugins")
@@ -131,11 +161,10 @@ def test_grabber_keeps_only_the_newest_frame():
 
 
 # ----- the worker ------------------------------------------------------------------------------------
-def test_worker_processes_video_and_paints_overlay_in_face_box(qtbot, video, settings, monkeypatch):
-    from PySide6.QtCore import QThread
-
-    closed = []
-    real_open = worker_mod.open_source
+@pytest.fixture
+def closed(monkeypatch) -> list:
+    """The specs of the sources the worker closes, in order."""
+    closed, real_open = [], worker_mod.open_source
 
     def tracking_open(spec):
         source = real_open(spec)
@@ -144,22 +173,33 @@ def test_worker_processes_video_and_paints_overlay_in_face_box(qtbot, video, set
         return source
 
     monkeypatch.setattr(worker_mod, "open_source", tracking_open)
-    worker = InferenceWorker(str(video), settings)
+    return closed
+
+
+def run_worker(qtbot, worker: InferenceWorker, n_frames: int) -> tuple[list, list]:
+    """Run a worker in a QThread until it has sent ``n_frames`` frames, then stop it; (frames, error messages)."""
+    from PySide6.QtCore import QThread
+
     thread = QThread()
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
-    frames = []
+    frames, errors = [], []
     worker.frame_ready.connect(lambda img, res, stats: frames.append((img, res, stats)))
-    errors = []
     worker.error.connect(errors.append)
     thread.start()
     try:
-        qtbot.waitUntil(lambda: len(frames) >= 12, timeout=20000)
+        qtbot.waitUntil(lambda: len(frames) >= n_frames, timeout=20000)
     finally:
         with qtbot.waitSignal(worker.finished, timeout=10000):
             worker.stop()
         thread.quit()
         assert thread.wait(5000)
+    return frames, errors
+
+
+def test_worker_processes_video_and_paints_overlay_in_face_box(qtbot, video, settings, closed):
+    worker = InferenceWorker(str(video), settings)
+    frames, errors = run_worker(qtbot, worker, 12)
     assert not errors
     image, result, stats = frames[-1]
     assert len(result.faces) == 2
@@ -175,8 +215,25 @@ def test_worker_processes_video_and_paints_overlay_in_face_box(qtbot, video, set
         x, y, w, h = face.box
         diff = np.abs(annotated[y:y + h, x:x + w].astype(int) - raw[y:y + h, x:x + w].astype(int)).sum(axis=2)
         assert (diff > 60).mean() > 0.02, f"no overlay inside face box {face.box}"
+    # No FPS text in the picture unless asked for: the frame is exactly the faces' overlay.
+    from fer_core.draw import draw_results
+
+    plain = draw_results(raw, result, stats["labels"], selected=stats["selected_track"])
+    assert np.array_equal(annotated, plain)
     # Closing released the source and the pipeline.
     assert worker.released and closed == [str(video)]
+
+
+def test_worker_burns_fps_into_the_picture_only_when_asked(qtbot, video, settings):
+    from fer_core.draw import draw_results
+
+    frames, _ = run_worker(qtbot, InferenceWorker(str(video), dataclasses.replace(settings, burn_fps=True)), 6)
+    image, result, stats = frames[-1]
+    annotated = qimage_to_bgr(image)
+    plain = draw_results(read_frame(video, stats["frame_index"]), result, stats["labels"],
+                         selected=stats["selected_track"])
+    changed = np.abs(annotated.astype(int) - plain.astype(int)).sum(axis=2) > 0
+    assert 0 < changed.mean() < 0.05  # a small HUD box, nothing else
 
 
 # ----- the window --------------------------------------------------------------------------------------
@@ -196,19 +253,9 @@ def test_window_opens_with_all_parts(qtbot, tiny_onnx):
 
 
 def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, face_model_path, tmp_path,
-                                                       monkeypatch):
+                                                       closed):
     from PySide6.QtCore import Qt
 
-    closed = []
-    real_open = worker_mod.open_source
-
-    def tracking_open(spec):
-        source = real_open(spec)
-        original_close = source.close
-        source.close = lambda: (closed.append(spec), original_close())
-        return source
-
-    monkeypatch.setattr(worker_mod, "open_source", tracking_open)
     window = make_window(qtbot, source=str(video), model=str(tiny_onnx), face_model=str(face_model_path),
                          pace_video=True)
     qtbot.waitUntil(lambda: window.frames_shown >= 5 and len(window.last_result.faces) == 2, timeout=20000)
@@ -242,12 +289,18 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     # Snapshot, and a short recording (MP4 + per-face CSV).
     assert window.save_snapshot(tmp_path / "snap.png")
     assert cv2.imread(str(tmp_path / "snap.png")).shape == (SIZE[1], SIZE[0], 3)
+    panel_width = window.controls.width()
+    assert not window.readouts.rec.isVisible()
     window.start_recording(tmp_path / "rec")
     qtbot.waitUntil(lambda: window.controls.record_button.isChecked(), timeout=5000)
+    assert window.readouts.rec.isVisible() and "REC 0:0" in window.readouts.rec.text()
+    assert window.controls.width() == panel_width  # the stop button does not widen the panel
+    assert not window.controls_scroll.horizontalScrollBar().isVisible()
     shown = window.frames_shown
     qtbot.waitUntil(lambda: window.frames_shown >= shown + 5, timeout=10000)
     window.stop_recording()
     qtbot.waitUntil(lambda: not window.controls.record_button.isChecked(), timeout=5000)
+    assert not window.readouts.rec.isVisible()
     cap = cv2.VideoCapture(str(tmp_path / "rec.mp4"))
     assert cap.isOpened() and cap.read()[0]
     cap.release()
@@ -263,14 +316,17 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     html = Path(report.args[0]).read_text()
     assert Path(report.args[0]).parent == tmp_path and "Session report: rec.csv" in html and "base64" in html
 
-    # Pause holds the frame; resume goes on.
+    # Pause holds the frame, says so and repaints nothing; resume goes on.
     window.set_paused(True)
-    qtbot.wait(150)
+    qtbot.waitUntil(lambda: rd.text("processed_fps") == "paused", timeout=5000)
+    assert rd.text("capture_fps") == "paused" and float(rd.text("total_ms").split()[0]) > 0
     held = window.last_stats["frames_processed"]
-    qtbot.wait(300)
-    assert window.last_stats["frames_processed"] == held
+    with count_paints(window.view, window.face_panel.chart) as paints:
+        qtbot.wait(400)
+    assert window.last_stats["frames_processed"] == held and paints == {}
     window.set_paused(False)
     qtbot.waitUntil(lambda: window.last_stats["frames_processed"] > held, timeout=5000)
+    qtbot.waitUntil(lambda: rd.text("processed_fps").endswith("fps"), timeout=5000)
 
     # Closing stops the thread and releases the source.
     worker, thread = window.worker, window.thread
@@ -386,21 +442,65 @@ def test_unreadable_video_gives_message(qtbot, video, tiny_onnx, tmp_path):
 def test_corrupt_model_gives_message_and_keeps_working(qtbot, video, tiny_onnx, tmp_path):
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x00garbage" * 64)
-    # At start: a message, and the video still shows (without emotions).
+    # At start: a message, and the video still shows (without emotions), with nothing timed or counted.
     window = make_window(qtbot, source=str(video), model=str(corrupt))
     qtbot.waitUntil(lambda: window.banner.isVisible() and window.frames_shown >= 1, timeout=20000)
     assert "corrupt.onnx" in window.banner.text and window.banner.model_button.isVisible()
-    assert window.readouts.text("model") == "none"
-    # Switching to a good model recovers; switching back to the corrupt one keeps the good one.
+    rd = window.readouts
+    assert rd.text("model") == "not loaded"
+    assert {rd.text(k) for k in ("capture_fps", "processed_fps", "total_ms", "inference_ms", "faces")} == {"–"}
+    assert window.face_panel.title.text() == "No model loaded"
+    combo = window.controls.model_combo
+    assert combo.findText(corrupt.name) < 0  # a file that failed leaves the list
+    # Switching to a good model recovers; switching back to the corrupt one keeps the good one, in the list too.
     window.set_model(str(tiny_onnx))
     qtbot.waitUntil(lambda: window.readouts.text("model") == tiny_onnx.name, timeout=20000)
+    assert window.bench.selected_models() == [str(tiny_onnx)]  # the benchmark tab offers the live model
     window.banner.hide()
     window.set_model(str(corrupt))
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
     assert "corrupt.onnx" in window.banner.text and "still using" in window.banner.text.lower()
+    qtbot.waitUntil(lambda: combo.currentText() == tiny_onnx.name, timeout=5000)
+    assert combo.findText(corrupt.name) < 0
     shown = window.frames_shown
     qtbot.waitUntil(lambda: window.frames_shown > shown, timeout=10000)
     assert window.readouts.text("model") == tiny_onnx.name
+
+
+def test_readouts_say_ended_and_still_image(qtbot, video, tiny_onnx, face_model_path, tmp_path):
+    window = make_window(qtbot, source=str(video), model=str(tiny_onnx), face_model=str(face_model_path))
+    with qtbot.waitSignal(window.source_ended, timeout=60000):
+        pass
+    rd = window.readouts
+    qtbot.waitUntil(lambda: rd.text("processed_fps") == "ended", timeout=5000)
+    assert rd.text("capture_fps") == "ended" and rd.text("faces") == "2"
+    photo = tmp_path / "frame.png"
+    cv2.imwrite(str(photo), read_frame(video, 0))
+    window.open_source(str(photo))
+    qtbot.waitUntil(lambda: rd.text("processed_fps") == "still image", timeout=20000)
+    assert float(rd.text("total_ms").split()[0]) > 0 and rd.text("faces") == "2"
+    window.close()
+
+
+def test_switching_to_a_model_with_other_classes_mid_video(qtbot, video, tiny_onnx, face_model_path, tmp_path):
+    """The session log and a recording cannot mix class lists: the recording is saved, the log starts again."""
+    from conftest import make_tiny_onnx
+    from fer_core.labels import CANONICAL_CLASSES
+
+    eight = make_tiny_onnx(tmp_path / "eight.onnx", labels=list(CANONICAL_CLASSES))
+    window = make_window(qtbot, source=str(video), model=str(tiny_onnx), face_model=str(face_model_path),
+                         pace_video=True)
+    qtbot.waitUntil(lambda: window.frames_shown >= 3, timeout=20000)
+    window.start_recording(tmp_path / "rec")
+    qtbot.waitUntil(lambda: window.controls.record_button.isChecked(), timeout=5000)
+    window.set_model(str(eight))
+    qtbot.waitUntil(lambda: len(window.last_stats.get("labels", [])) == 8, timeout=20000)
+    qtbot.waitUntil(lambda: not window.controls.record_button.isChecked(), timeout=5000)
+    assert (tmp_path / "rec.csv").read_text().splitlines()[0].endswith("p_neutral")  # the 7 classes' file
+    shown = window.frames_shown
+    qtbot.waitUntil(lambda: window.frames_shown >= shown + 5, timeout=10000)
+    assert window.last_error == "" and window.worker is not None and window.thread.isRunning()
+    window.close()
 
 
 # ----- command line ------------------------------------------------------------------------------------

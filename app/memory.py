@@ -1,0 +1,39 @@
+"""Giving freed memory back to the system.
+
+Every source and every model switch builds a new ONNX Runtime session and MediaPipe detector in a new worker
+thread and frees the old ones. glibc keeps freed blocks in per-thread arenas, so without a trim the app's
+resident memory ratchets up with each reopen although nothing leaks (``benchmarks/app_soak.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None  # musl has no malloc_trim
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def release_freed_memory() -> bool:
+    """Return freed heap memory to the system (glibc's ``malloc_trim``); False where there is no such call."""
+    if _LIBC is None:
+        return False
+    try:
+        return bool(_LIBC.malloc_trim(0))
+    except Exception:  # never worth a failure
+        log.debug("malloc_trim failed", exc_info=True)
+        return False
