@@ -53,7 +53,7 @@ class WorkerSettings:
         smoothing: per-track smoothing strength in [0, 1); 0 = off.
         equalize: histogram equalisation of face crops.
         min_confidence: face-detection confidence threshold.
-        small_faces: also search tiles of the frame for small (far) faces; slower.
+        small_faces: also search tiles of the frame for small (far) faces; slower (always on for photos).
         align: turn tilted faces upright (eye keypoints) before classifying them.
         uncertain_below: faces whose top probability is below this are marked uncertain (greyed label).
         paused: hold the current frame (settings changes still re-process it).
@@ -399,7 +399,7 @@ class InferenceWorker(QObject):
             self.pipeline.smoothing = s.smoothing
             self.pipeline.equalize = s.equalize
             self.pipeline.min_confidence = s.min_confidence
-            self.pipeline.small_faces = s.small_faces
+            self.pipeline.small_faces = s.small_faces or self._still  # a photo has time for the tiles
             self.pipeline.align = s.align
             self.pipeline.uncertain_below = s.uncertain_below
 

@@ -380,6 +380,19 @@ def test_a_photo_reads_the_same_after_toggling_controls(qtbot, tiny_onnx, face_m
     window.close()
 
 
+def test_a_photo_is_searched_for_small_faces_too(qtbot, tiny_onnx, face_model_path, tmp_path):
+    """A group photo gets the tile search whatever the checkbox says (a photo has time for it)."""
+    from fer_core.synthetic import synthetic_clip
+
+    photo = tmp_path / "group.png"
+    cv2.imwrite(str(photo), synthetic_clip(16, (640, 480), 1)[0])  # most of these faces are too small for one pass
+    window = make_window(qtbot, source=str(photo), model=str(tiny_onnx), face_model=str(face_model_path))
+    qtbot.waitUntil(lambda: window.last_result is not None, timeout=20000)
+    assert not window.controls.small_faces_check.isChecked()
+    assert len(window.last_result.faces) == 16
+    window.close()
+
+
 def test_missing_camera_gives_message_and_app_stays_usable(qtbot, video, tiny_onnx):
     window = make_window(qtbot, source=9, model=str(tiny_onnx))
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
