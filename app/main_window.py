@@ -122,6 +122,8 @@ class MainWindow(QMainWindow):
         self.face_panel = FacePanel()
         self.readouts = Readouts()
         self.bench = BenchPanel(models, providers, face_model=face_model)
+        if model or _default_model():  # the model the live view will run, checked before any source opens
+            self.bench.set_live_model(model or _default_model())
         self._shipped = {p.resolve() for p in models}
         self.model_in_use: str | None = None  # the classifier the live view runs (set when it has loaded)
         self._build_layout()

@@ -244,6 +244,7 @@ def test_window_opens_with_all_parts(qtbot, tiny_onnx):
     assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == ["Live", "Benchmark FPS"]
     assert window.controls.model_combo.currentText() == tiny_onnx.name
     assert window.controls.provider_combo.currentText() == "cpu"
+    assert window.bench.selected_models() == [str(tiny_onnx)]  # the benchmark starts with the live model
     window.resize(900, 600)  # the view keeps the frame's aspect ratio
     from PySide6.QtGui import QImage
 
