@@ -8,6 +8,11 @@ bins, is lowest there), and the calibration error is measured on the test split 
 model gets a ``Div`` by T on its output and ``fer.temperature`` in its metadata, so every consumer (the app,
 ``fer-run``, the API) reads calibrated probabilities. Writes ``<model>.calibration.json`` and a reliability diagram
 ``<model stem>_reliability.png``.
+
+    python -m training.calibrate --model models/fer_realtime.onnx --data fer2013=../shared/data/fer2013 --flip
+
+``--flip`` first builds mirror averaging into the model (each face and its mirror image, averaged; about two
+points of accuracy for twice the classifier's work) and calibrates the averaged output.
 """
 
 from __future__ import annotations
@@ -133,14 +138,23 @@ def fold_temperature(path: str | Path, out: str | Path, t: float, figures: dict[
 
 
 def calibrate(path: str | Path, specs: list[str], out: str | Path | None = None, subset: int | None = None,
-              progress: bool = False) -> dict[str, Any]:
-    """Fit T on validation, measure ECE on test before/after, fold T into the model. Returns the figures."""
+              progress: bool = False, flip: bool = False) -> dict[str, Any]:
+    """Fit T on validation, measure ECE on test before/after, fold T into the model. Returns the figures.
+
+    With ``flip``, mirror averaging is folded in first (:func:`training.onnx_graph.fold_flip`) and T is fitted
+    for the averaged output, which is less sure of itself than either view.
+    """
     path = Path(path)
     out = Path(out) if out else path
+    if flip:
+        from training.onnx_graph import fold_flip
+
+        fold_flip(path, out)
+        path = out
     val_z, val_y, classes = model_logits(path, specs, "val", subset, progress)
     t = fit_temperature(val_z, val_y)
     test_z, test_y, _ = model_logits(path, specs, "test", subset, progress)
-    figures = {"model": path.name, "data": specs, "temperature": t, "bins": BINS,
+    figures = {"model": path.name, "data": specs, "temperature": t, "bins": BINS, "flip": flip,
                "val": {"nll_before": nll(val_z, val_y, 1.0), "nll_after": nll(val_z, val_y, t)},
                "test": {"before": reliability(softmax(test_z), test_y), "after": reliability(softmax(test_z / t), test_y),
                         "n": int(len(test_y))}}
@@ -159,19 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", action="append", required=True, metavar="KIND=PATH", help="its dataset (val and test)")
     p.add_argument("--out", help="where to write the calibrated model (default: in place)")
     p.add_argument("--subset", type=int, help="faces per split (quick checks)")
+    p.add_argument("--flip", action="store_true",
+                   help="first build mirror averaging into the model (each face and its mirror image; twice the "
+                        "classifier's work, usually 1-2 points of accuracy), then calibrate that")
     args = p.parse_args(argv)
     from fer_core.session import ModelLoadError
     from training.data import DataError
 
     try:
-        f = calibrate(args.model, args.data, args.out, args.subset, progress=True)
-    except (DataError, ModelLoadError, OSError) as err:
+        f = calibrate(args.model, args.data, args.out, args.subset, progress=True, flip=args.flip)
+    except (DataError, ModelLoadError, OSError, ValueError) as err:
         print(f"calibrate: error: {err}", file=sys.stderr)
         return 2
     before, after = f["test"]["before"], f["test"]["after"]
     print(f"temperature {f['temperature']:.3f} (fitted on validation); test ECE {before['ece']:.4f} -> "
           f"{after['ece']:.4f}, mean confidence {before['mean_confidence']:.3f} -> {after['mean_confidence']:.3f}, "
-          f"accuracy {after['accuracy']:.4f} (unchanged)")
+          f"accuracy {after['accuracy']:.4f}" + (" (with mirror averaging)" if args.flip else " (unchanged)"))
     return 0
 
 

@@ -95,7 +95,7 @@ def _calibration(model_path: Path) -> dict | None:
         return None
     f = json.loads(path.read_text())
     return {"temperature": f["temperature"], "ece_before": f["test"]["before"]["ece"],
-            "ece_after": f["test"]["after"]["ece"], "bins": f["bins"], "n": f["test"]["n"]}
+            "ece_after": f["test"]["after"]["ece"], "bins": f["bins"], "n": f["test"]["n"], "flip": f.get("flip", False)}
 
 
 def _bench_summary(path: Path) -> dict:
@@ -190,8 +190,11 @@ def render(m: dict, title: str, notes: list[str]) -> str:
     lines += [f"Export check against PyTorch ({m['export']['weights']} weights): {checks}.", ""]
     cal = m.get("calibration")
     if cal:
+        flip = ("Mirror averaging is built into the file: each face also goes through the network flipped "
+                "left-right and the two probability vectors are averaged (twice the classifier's work; the TTA "
+                "\"none\" rows above include it). ") if cal.get("flip") else ""
         lines += ["## Calibration", "",
-                  f"Temperature {cal['temperature']:.3f}, fitted on the validation split and folded into the output. "
+                  f"{flip}Temperature {cal['temperature']:.3f}, fitted on the validation split and folded into the output. "
                   f"Expected calibration error on the test split ({cal['n']} faces, {cal['bins']} bins): "
                   f"{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after.", "",
                   f"![reliability diagram]({name}_reliability.png)", ""]
@@ -201,9 +204,10 @@ def render(m: dict, title: str, notes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def refresh(model_path: str | Path) -> Path:
+def refresh(model_path: str | Path, args: argparse.Namespace | None = None) -> Path:
     """Re-render a card from its metrics JSON after the file changed without retraining (e.g. calibrated): the
-    size, sha256 and calibration are read again; title, figures and notes are kept."""
+    size, sha256 and calibration are read again; title, figures and notes are kept, except what ``args`` brings
+    anew (``eval`` folders with ``eval_cmd``, a ``bench`` file with ``bench_cmd``, more ``notes``)."""
     model_path = Path(model_path)
     card, metrics_path = model_path.with_suffix(".md"), model_path.with_suffix(".json")
     m = json.loads(metrics_path.read_text())
@@ -215,6 +219,14 @@ def refresh(model_path: str | Path) -> Path:
         notes = [line[2:] for line in block.splitlines() if line.startswith("- ")]
     m.update(onnx_bytes=model_path.stat().st_size, sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(),
              calibration=_calibration(model_path))
+    if args is not None and args.eval:
+        m["eval"] = {"command": args.eval_cmd or m["eval"]["command"],
+                     "splits": [_eval_summary(Path(e)) for e in args.eval]}
+        test = next((e for e in args.eval if "test" in Path(e).name), args.eval[0])
+        shutil.copyfile(Path(test) / "confusion_matrix.png", model_path.parent / f"{model_path.stem}_confusion.png")
+    if args is not None and args.bench:
+        m["bench"] = {"command": args.bench_cmd or m["bench"]["command"], **_bench_summary(Path(args.bench))}
+    notes += args.notes if args is not None else []
     metrics_path.write_text(json.dumps(m, indent=1) + "\n")
     card.write_text(render(m, title, notes))
     return card
@@ -224,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="the shipped ONNX file, e.g. models/fer_realtime.onnx")
     p.add_argument("--refresh", action="store_true",
-                   help="only re-render the card from its metrics JSON (after calibrating the file, say)")
+                   help="re-render the card from its metrics JSON after the file changed without retraining "
+                        "(calibrated, say); --eval, --bench and --notes given with it replace or add figures")
     p.add_argument("--title")
     p.add_argument("--run", action="append", help="training run folder (repeat per stage)")
     p.add_argument("--train-cmd", action="append", help="the command of each --run, in order")
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notes", action="append", default=[], help="a line for the card's notes (repeatable)")
     args = p.parse_args(argv)
     if args.refresh:
-        print(f"wrote {refresh(args.model)}")
+        print(f"wrote {refresh(args.model, args)}")
         return 0
     missing = [flag for flag in ("title", "run", "train_cmd", "export_cmd", "eval", "eval_cmd")
                if not getattr(args, flag)]
