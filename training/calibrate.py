@@ -114,6 +114,8 @@ def fold_temperature(path: str | Path, out: str | Path, t: float, figures: dict[
     import onnx
     from onnx import helper, numpy_helper
 
+    from training.onnx_graph import save_with_metadata
+
     model = onnx.load(str(path))
     graph = model.graph
     name = graph.output[0].name
@@ -129,12 +131,7 @@ def fold_temperature(path: str | Path, out: str | Path, t: float, figures: dict[
     props.update({"fer.temperature": json.dumps(round(total, 6)),
                   "calibration": f"temperature {t:.4f} fitted on validation; test ECE (15 bins) "
                                  f"{figures['test']['before']['ece']:.4f} -> {figures['test']['after']['ece']:.4f}"})
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
+    save_with_metadata(model, props, out)
 
 
 def calibrate(path: str | Path, specs: list[str], out: str | Path | None = None, subset: int | None = None,

@@ -149,12 +149,19 @@ def fold_flip(src: Path, dst: Path) -> None:
         helper.make_node("Log", ["flip_mean"], [out], name="flip_log"),
     ])
     props["tta"] = "flip"
+    save_with_metadata(model, props, dst)
+
+
+def save_with_metadata(model, props: dict[str, str], path: str | Path) -> None:
+    """Replace an ONNX model's metadata with ``props``, check the model and save it."""
+    import onnx
+
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
-    onnx.save(model, str(dst))
+    onnx.save(model, str(path))
 
 
 INT8_OP_TYPES = ["Conv", "MatMul", "Gemm"]
