@@ -226,6 +226,8 @@ def refresh(model_path: str | Path, args: argparse.Namespace | None = None) -> P
         shutil.copyfile(Path(test) / "confusion_matrix.png", model_path.parent / f"{model_path.stem}_confusion.png")
     if args is not None and args.bench:
         m["bench"] = {"command": args.bench_cmd or m["bench"]["command"], **_bench_summary(Path(args.bench))}
+        m["train_hardware"] = m.get("train_hardware") or m["hardware"]  # the old figure named where it trained
+        m["hardware"] = f"{_cpu_name()}, {args.cores} cores, no GPU" if args.cores else _cpu_name()  # measured here
     notes += args.notes if args is not None else []
     metrics_path.write_text(json.dumps(m, indent=1) + "\n")
     card.write_text(render(m, title, notes))
