@@ -89,7 +89,7 @@ class TimelineChart(QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
-        self.plot.setXRange(-window_s, 0, padding=0)
+        self.plot.setXRange(-window_s, 0, padding=0.02)  # room for the newest point's dot
         self.plot.setYRange(0, 1, padding=0.03)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         step = max(1, int(window_s) // 5)  # inner ticks only: pyqtgraph drops labels that reach past the ends
@@ -122,8 +122,10 @@ class TimelineChart(QWidget):
         right = float(now) if now is not None else (float(self.times[-1]) if len(self.times) else 0.0)
         self.values = np.asarray(values, np.float32).reshape(len(self.times), len(self.labels))
         x = self.times - right
+        dot = "o" if len(x) == 1 else None  # a photo has one point: a dot, where a line would not show
         for c, curve in enumerate(self._curves):
-            curve.setData(x, np.clip(self.values[:, c], 0, 1))
+            curve.setData(x, np.clip(self.values[:, c], 0, 1), symbol=dot, symbolSize=7,
+                          symbolBrush=qcolor(self.labels[c]), symbolPen=None)
 
     def _make_curves(self, labels: Sequence[str]) -> None:
         for curve in self._curves:
