@@ -111,19 +111,20 @@ class MainWindow(QMainWindow):
 
         models = _shipped_models()
         providers = available_providers()
+        first_model = model or _default_model()  # what the live view will run
         self.controls = ControlsPanel(models, providers, smoothing=self.settings.smoothing,
                                       equalize=self.settings.equalize, confidence=self.settings.min_confidence,
                                       small_faces=self.settings.small_faces, align=self.settings.align,
                                       uncertain=self.settings.uncertain_below)
-        self.controls.set_model(model or _default_model())
+        self.controls.set_model(first_model)
         self.controls.set_provider(provider)
         self.view = VideoView()
         self.banner = MessageBanner()
         self.face_panel = FacePanel()
         self.readouts = Readouts()
         self.bench = BenchPanel(models, providers, face_model=face_model)
-        if model or _default_model():  # the model the live view will run, checked before any source opens
-            self.bench.set_live_model(model or _default_model())
+        if first_model:  # checked before any source opens
+            self.bench.set_live_model(first_model)
         self._shipped = {p.resolve() for p in models}
         self.model_in_use: str | None = None  # the classifier the live view runs (set when it has loaded)
         self._build_layout()

@@ -323,11 +323,13 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
             last = now
             if dt > 0:
                 fps_ema = 1.0 / dt if fps_ema is None else 0.9 * fps_ema + 0.1 / dt
-            hud = {"fps": fps_ema, "latency_ms": result.timings.get("total")}
+            with_hud = None  # drawn once for both the window and a --burn-fps file
+            if window.enabled or (output.target is not None and args.burn_fps):
+                with_hud = draw_results(frame, result, pipe.labels, fps=fps_ema, latency_ms=result.timings.get("total"))
             if output.target is not None:
-                output.write(draw_results(frame, result, pipe.labels, **(hud if args.burn_fps else {})), source)
+                output.write(with_hud if args.burn_fps else draw_results(frame, result, pipe.labels), source)
             if window.enabled:
-                window.show(draw_results(frame, result, pipe.labels, **hud))
+                window.show(with_hud)
             bar.update(1)
             if stops:
                 interrupted = stops[0]

@@ -37,6 +37,8 @@ def build_ensemble(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     import onnx
     from onnx import TensorProto, compose, helper, numpy_helper
 
+    from training.onnx_graph import set_metadata
+
     if len(paths) < 2:
         raise EnsembleError("an ensemble needs at least two models")
     weights = np.asarray(weights if weights is not None else [1.0] * len(paths), np.float32)
@@ -90,9 +92,7 @@ def build_ensemble(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     meta.test_accuracy = None
     meta.extra = {"ensemble_members": ",".join(Path(p).name for p in paths),
                   "ensemble_weights": ",".join(f"{w:.4f}" for w in weights)}
-    for key, value in meta.to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model, meta.to_props())
     model.producer_name = "fer-ensemble"
     onnx.checker.check_model(model)
     out = Path(out)

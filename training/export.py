@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.model_meta import ModelMeta
-from training.onnx_graph import to_fp16, to_int8, torch_export
+from training.onnx_graph import set_metadata, to_fp16, to_int8, torch_export
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +122,7 @@ def _producer_version() -> str:
 
 def _write_metadata(model, meta: ModelMeta) -> None:
     """Replace ``model.metadata_props`` with ``meta`` and set producer information (in place)."""
-    del model.metadata_props[:]
-    for key, value in meta.to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model, meta.to_props())
     model.producer_name = "fer-export"
     model.producer_version = _producer_version()
     model.doc_string = f"{meta.model} facial expression classifier; outputs logits for {', '.join(meta.labels)}"

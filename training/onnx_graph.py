@@ -116,7 +116,7 @@ def fold_flip(src: Path, dst: Path) -> None:
     the flip test-time augmentation at twice the classifier's work. Metadata gets ``tta = flip``.
 
     Raises:
-        ValueError: ``src`` already averages flips.
+        ValueError: ``src`` already averages flips, or its output has no fixed class count.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -132,6 +132,8 @@ def fold_flip(src: Path, dst: Path) -> None:
         node.input[:] = [both if i == inp else i for i in node.input]
         node.output[:] = [per_view if o == out else o for o in node.output]
     classes = graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    if not classes:
+        raise ValueError(f"{src}: the output's class count is not fixed in the graph")
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     const = {"flip_start": [-1], "flip_end": [-(2**62)], "flip_axis": [3], "flip_step": [-1],
              "two_views": [2, -1, classes]}
@@ -152,14 +154,19 @@ def fold_flip(src: Path, dst: Path) -> None:
     save_with_metadata(model, props, dst)
 
 
-def save_with_metadata(model, props: dict[str, str], path: str | Path) -> None:
-    """Replace an ONNX model's metadata with ``props``, check the model and save it."""
-    import onnx
-
+def set_metadata(model, props: dict[str, str]) -> None:
+    """Replace an ONNX model's ``metadata_props`` with ``props`` (in place)."""
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def save_with_metadata(model, props: dict[str, str], path: str | Path) -> None:
+    """Replace an ONNX model's metadata with ``props``, check the model and save it."""
+    import onnx
+
+    set_metadata(model, props)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
