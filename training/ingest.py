@@ -5,7 +5,9 @@
 For each job whose weights came home: ``<runs>/<job>/best.pt`` (the float16 weights back in float32), an ONNX
 file checked against PyTorch on the original faces (``fer-export``), calibrated (``training.calibrate``: a
 temperature fitted on validation), ``fer-eval`` of it on the validation and test splits (plain and flip), and a
-model card. Teacher logits are copied to ``--teachers`` (they are small and live
+model card. With ``--flip`` mirror averaging is built into each ONNX file before it is calibrated, as in the
+shipped models (``training.calibrate --flip``), and its figures are reported as the flip ones. Teacher logits
+are copied to ``--teachers`` (they are small and live
 in the repo, for ``fer-train --soft-targets``). The figures go to ``<runs>/ingest.json`` and a table is printed.
 """
 
@@ -72,7 +74,8 @@ def restore_checkpoint(small: Path, dest: Path) -> None:
     save_checkpoint(ckpt, dest)
 
 
-def write_job_card(onnx_path: Path, job_dir: Path, data: list[str], summary: dict[str, Any], out: Path) -> Path:
+def write_job_card(onnx_path: Path, job_dir: Path, data: list[str], summary: dict[str, Any], out: Path,
+                   flip: bool = False) -> Path:
     """The model card of one job (without speed figures: ``fer-bench`` them on the target machine)."""
     import argparse
 
@@ -85,18 +88,27 @@ def write_job_card(onnx_path: Path, job_dir: Path, data: list[str], summary: dic
     args = argparse.Namespace(
         model=str(onnx_path), title=f"{job_dir.name}, from a GPU window", run=[str(job_dir)],
         train_cmd=[f"python -m training.window --plan PLAN --out OUT   # job {job_dir.name} (plan in summary.json)"],
-        export_cmd=f"python -m training.ingest {out} {specs} --runs {job_dir.parent}",
+        export_cmd=f"python -m training.ingest {out} {specs} --runs {job_dir.parent}" + (" --flip" if flip else ""),
         export_json=None, eval=[str(job_dir / "eval_test"), str(job_dir / "eval_val")],
-        eval_cmd=f"fer-eval --model {onnx_path.name} {specs} --split test --tta none,flip   # and --split val",
+        eval_cmd=f"fer-eval --model {onnx_path.name} {specs} --split test --tta {tta_modes(flip)}   # and --split val",
         bench=None, bench_cmd="", cores=None, notes=[],
         train_hardware=f"{where}, shared by the {jobs} jobs of a GPU window")
     return write_card(args)
 
 
+def tta_modes(flip_built_in: bool) -> str:
+    """The ``fer-eval --tta`` modes worth measuring: mirroring a model that already averages mirrors adds nothing."""
+    return "none" if flip_built_in else "none,flip"
+
+
 def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | Path | None = None,
            prefix: str = "", verify_images: int = 500, subset: int | None = None,
-           progress: bool = False) -> dict[str, Any]:
-    """Check, unpack, rebuild and measure a window's results. Returns the figures per job."""
+           progress: bool = False, flip: bool = False) -> dict[str, Any]:
+    """Check, unpack, rebuild and measure a window's results. Returns the figures per job.
+
+    With ``flip`` each ONNX file gets mirror averaging built in before calibration; its accuracy is then
+    reported under ``"flip"`` only (a plain pass no longer exists in the file).
+    """
     from training.calibrate import calibrate
     from training.evaluate import evaluate_onnx
     from training.export import export_onnx
@@ -126,16 +138,17 @@ def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | P
         figures = export_onnx(job_dir / "best.pt", onnx_path, verify_specs=data, verify_images=verify_images,
                               progress=progress)
         row["verify"] = figures.get("verify")
-        cal = calibrate(onnx_path, data, subset=subset, progress=progress)
+        cal = calibrate(onnx_path, data, subset=subset, progress=progress, flip=flip)
         row["calibration"] = {"temperature": cal["temperature"], "ece_before": cal["test"]["before"]["ece"],
                               "ece_after": cal["test"]["after"]["ece"]}
         row["eval"] = {}
         for split in ("val", "test"):
-            report, _ = evaluate_onnx(onnx_path, data, split, "none,flip", job_dir / f"eval_{split}",
+            report, _ = evaluate_onnx(onnx_path, data, split, tta_modes(flip), job_dir / f"eval_{split}",
                                       subset=subset, progress=progress)
-            row["eval"][split] = {mode: r["accuracy"] for mode, r in report["tta"].items()}
+            accs = {mode: r["accuracy"] for mode, r in report["tta"].items()}
+            row["eval"][split] = {"flip": accs["none"]} if flip else accs
         row["onnx"] = str(onnx_path)
-        row["card"] = str(write_job_card(onnx_path, job_dir, data, summary, out))
+        row["card"] = str(write_job_card(onnx_path, job_dir, data, summary, out, flip))
         row["status"] = "ok"
         results[name] = row
     (runs / "ingest.json").write_text(json.dumps(results, indent=1))
@@ -152,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teachers", help="folder for the teacher logits, e.g. models/teachers")
     p.add_argument("--prefix", default="", help="prefix of the teacher-logit file names, e.g. fer2013_")
     p.add_argument("--subset", type=int, help="evaluate N faces per split only (quick checks)")
+    p.add_argument("--flip", action="store_true",
+                   help="build mirror averaging into each model before calibrating it, as the shipped models have "
+                        "(twice the classifier's work, usually 1-2 points)")
     args = p.parse_args(argv)
     import logging
 
@@ -161,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        results = ingest(args.out, args.data, args.runs, args.teachers, args.prefix, subset=args.subset)
+        results = ingest(args.out, args.data, args.runs, args.teachers, args.prefix, subset=args.subset,
+                         flip=args.flip)
     except (IngestError, DataError, EvalError, ExportError, VerificationError) as err:
         print(f"ingest: error: {err}", file=sys.stderr)
         return 2
