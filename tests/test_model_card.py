@@ -47,3 +47,16 @@ def test_refresh_takes_new_figures_and_keeps_the_rest(tmp_path):
     saved = json.loads(model.with_suffix(".json").read_text())
     assert saved["train_hardware"] == "Old CPU, 2 cores, no GPU" and saved["hardware"].endswith("2 cores, no GPU")
     assert (tmp_path / "m_confusion.png").is_file()
+
+
+def test_a_packed_stage_is_named_by_the_dataset_in_its_pack(tmp_path):
+    """A window stage trained on ``packed=`` data shows the pack's dataset (from its report), not the final one."""
+    run = tmp_path / "rt_atto112"
+    run.mkdir()
+    (run / "config.yaml").write_text("data:\n- packed=.device/pack/fer2013\n")
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "best_acc": 0.6, "seconds": 36.0,
+                                                   "images_per_s": 3000.0}) + "\n")
+    (run / "report.json").write_text(json.dumps({"data": "fer2013", "split": "test"}))
+    assert model_card._run_summary(run, "ferplus_soft")["data"] == ["fer2013"]
+    (run / "report.json").unlink()  # a stage cut short before its report: the model's data
+    assert model_card._run_summary(run, "ferplus_soft")["data"] == ["ferplus_soft"]

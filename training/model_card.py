@@ -66,8 +66,12 @@ def _cpu_name() -> str:
 
 
 def _run_summary(run: Path, data_name: str) -> dict:
-    """A training stage's figures; a ``packed=`` dataset (a GPU window's pack) is named by the model's data."""
+    """A training stage's figures; a ``packed=`` dataset (a GPU window's pack) is named by the kind the run's
+    ``report.json`` read from the pack, else by the model's data."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    report = run / "report.json"
+    if report.is_file():
+        data_name = json.loads(report.read_text()).get("data") or data_name
     best = max(rows, key=lambda r: r["best_acc"])
     return {"run": run.name, "epochs": len(rows), "hours": round(sum(r["seconds"] for r in rows) / 3600, 2),
             "best_val_acc": round(best["best_acc"], 4), "best_epoch": best["epoch"],
