@@ -37,7 +37,7 @@ def build_ensemble(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     import onnx
     from onnx import TensorProto, compose, helper, numpy_helper
 
-    from training.onnx_graph import set_metadata
+    from training.onnx_graph import save_with_metadata
 
     if len(paths) < 2:
         raise EnsembleError("an ensemble needs at least two models")
@@ -92,12 +92,10 @@ def build_ensemble(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     meta.test_accuracy = None
     meta.extra = {"ensemble_members": ",".join(Path(p).name for p in paths),
                   "ensemble_weights": ",".join(f"{w:.4f}" for w in weights)}
-    set_metadata(model, meta.to_props())
     model.producer_name = "fer-ensemble"
-    onnx.checker.check_model(model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
+    save_with_metadata(model, meta.to_props(), out)
     return out
 
 
