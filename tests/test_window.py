@@ -92,6 +92,38 @@ def test_time_budget_run_ends_on_time_and_resumes_with_its_elapsed_time(pack, tm
     assert len((tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()) == len(rows)
 
 
+def test_budget_spent_just_after_an_epoch_still_saves_the_last_epoch(pack, tmp_path, monkeypatch):
+    """The budget running out between an epoch's end-of-run check and the next epoch must not end the run unsaved
+    (CI once caught last.pt an epoch behind the metrics): spend it right after the second epoch's metrics row."""
+    import training.train as train_mod
+
+    clocks: list[BudgetClock] = []
+
+    class Clock(BudgetClock):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            clocks.append(self)
+
+    rows_written = []
+
+    def append_then_spend(path, row):
+        append_row(path, row)
+        rows_written.append(row)
+        if len(rows_written) == 2:
+            clocks[-1].offset = clocks[-1].budget
+
+    append_row = train_mod.append_jsonl
+    monkeypatch.setattr(train_mod, "BudgetClock", Clock)
+    monkeypatch.setattr(train_mod, "append_jsonl", append_then_spend)
+    args = ["--model", "emonext_test", "--data", f"packed={pack}", "--img-size", "32", "--batch-size", "16",
+            "--time-budget", "600", "--device", "cpu", "--no-progress", "--project", str(tmp_path), "--name", "late",
+            "--workers", "1"]
+    assert train_main(args) == 0
+    last = load_checkpoint(tmp_path / "late" / "last.pt")
+    assert last["epoch"] == rows_written[-1]["epoch"] >= 2
+    assert last["elapsed_s"] >= 600
+
+
 def test_sigterm_saves_and_exits_like_ctrl_c(pack, tmp_path):
     cmd = [sys.executable, "-m", "training.cli", "--model", "emonext_test", "--data", f"packed={pack}",
            "--img-size", "32", "--batch-size", "8", "--time-budget", "120", "--device", "cpu", "--no-progress",

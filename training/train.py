@@ -353,11 +353,14 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     last_save = -float("inf")  # the first epoch is always written, then at most every checkpoint_every seconds
     epoch = start_epoch
     clock.start()
+    # `final` alone ends the loop, so the epoch that ends a run is always the one that writes last.pt and best.pt
+    # (checking the clock again at the top of the loop could end it after an epoch that saved nothing)
+    final = epoch >= n_epochs or clock.done()
     with stop_on_sigint() as sigint:
         def stop_requested() -> bool:
             return sigint() or clock.done()
 
-        while epoch < n_epochs and not clock.done():
+        while not final:
             budget_spent = False
             try:
                 try:
