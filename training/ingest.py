@@ -2,7 +2,7 @@
 
     python -m training.ingest OUT --data fer2013=../shared/data/fer2013 --runs runs/window1 --teachers models/teachers
 
-For each job whose weights came home: ``<runs>/<job>/best.pt`` (the float16 weights back in float32), an ONNX
+For each job whose weights came home: ``<runs>/<job>/best.pt`` (the float16 or int8 weights back in float32), an ONNX
 file checked against PyTorch on the original faces (``fer-export``), calibrated (``training.calibrate``: a
 temperature fitted on validation), ``fer-eval`` of it on the validation and test splits (plain and flip), and a
 model card. With ``--flip`` mirror averaging is built into each ONNX file before it is calibrated, as in the
@@ -14,64 +14,13 @@ in the repo, for ``fer-train --soft-targets``). The figures go to ``<runs>/inges
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import shutil
 import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
-
-class IngestError(RuntimeError):
-    """Missing, damaged or incomplete window results."""
-
-
-def read_bundle(out: Path) -> tuple[dict[str, Any], bytes]:
-    """``(summary, bundle bytes)`` with every part and the whole checked against their sha256.
-
-    Raises:
-        IngestError: no summary, a missing part, a checksum mismatch.
-    """
-    try:
-        summary = json.loads((out / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise IngestError(f"{out}: no readable summary.json ({err})") from None
-    chunks = []
-    for part in summary["bundle"]["parts"]:
-        path = out / part["file"]
-        if not path.is_file():
-            raise IngestError(f"{path}: part missing")
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != part["sha256"]:
-            raise IngestError(f"{path}: sha256 mismatch (damaged in transfer?)")
-        chunks.append(data)
-    bundle = b"".join(chunks)
-    if hashlib.sha256(bundle).hexdigest() != summary["bundle"]["sha256"]:
-        raise IngestError(f"{out}: the joined bundle does not match its sha256")
-    return summary, bundle
-
-
-def extract(data: bytes, dest: Path, gz: bool = False) -> list[str]:
-    """Unpack a tar held in memory into ``dest`` (no paths outside it). Returns the member names."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz" if gz else "r") as tar:
-        names = tar.getnames()
-        for name in names:
-            if name.startswith("/") or ".." in Path(name).parts:
-                raise IngestError(f"refusing the archive member {name}")
-        tar.extractall(dest)  # members checked above
-    return names
-
-
-def restore_checkpoint(small: Path, dest: Path) -> None:
-    """A float16 weights file back into a float32 ``best.pt`` that fer-export and fer-eval read."""
-    from training.checkpoint import load_checkpoint, save_checkpoint
-
-    ckpt = load_checkpoint(small)
-    ckpt["model"] = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["model"].items()}
-    save_checkpoint(ckpt, dest)
+from training.bundle import BundleError, extract, read_bundle, restore_checkpoint, travel_weights
 
 
 def write_job_card(onnx_path: Path, job_dir: Path, data: list[str], summary: dict[str, Any], out: Path,
@@ -129,11 +78,13 @@ def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | P
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(job_dir / "logits.npz", dest)
             row["teacher_logits"] = str(dest)
-        if not (job_dir / "weights_fp16.pt").is_file():
+        weights = travel_weights(job_dir)
+        if weights is None:
             row["status"] = "weights did not come home"
             results[name] = row
             continue
-        restore_checkpoint(job_dir / "weights_fp16.pt", job_dir / "best.pt")
+        row["travel"] = weights.name
+        restore_checkpoint(weights, job_dir / "best.pt")
         onnx_path = job_dir / f"{name}.onnx"
         figures = export_onnx(job_dir / "best.pt", onnx_path, verify_specs=data, verify_images=verify_images,
                               progress=progress)
@@ -179,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = ingest(args.out, args.data, args.runs, args.teachers, args.prefix, subset=args.subset,
                          flip=args.flip)
-    except (IngestError, DataError, EvalError, ExportError, VerificationError) as err:
+    except (BundleError, DataError, EvalError, ExportError, VerificationError) as err:
         print(f"ingest: error: {err}", file=sys.stderr)
         return 2
     print(f"{'job':<16} {'status':<26} {'val':>7} {'val+flip':>9} {'test':>7} {'test+flip':>10}")

@@ -15,12 +15,14 @@ Each job is a ``fer-train --time-budget`` process of its own (they share the GPU
 ``WORK/<name>/log.txt``; one progress line per job is printed every ``--status-every`` seconds. When a job's
 training ends it writes its best weights in float16, its teacher logits (every face, flip-averaged), an ONNX
 export checked against PyTorch, and ``result.json``. Every ``--pack-every`` seconds and at the end the runner
-packs into OUT, within the return limits (at most 8 files of 16 MiB, 64 MiB in all):
+packs into OUT, within the return limits (at most 8 files of 16 MiB):
 
 - ``summary.json``: the plan, each job's status, figures and throughput, and the sha256 of every part;
 - ``logs.tar.gz``: each job's log, config, metrics, report and result;
-- ``bundle.tar.NN``: a tar of each job's ``weights_fp16.pt`` and ``logits.npz`` (priority order, as many as fit
-  in ``--max-bundle-mib``), split into parts of ``--part-mib``.
+- ``bundle.tar.NN``: a tar of each job's weights and ``logits.npz`` (priority order; float16, or int8 for the
+  lowest priorities when not all fit in ``--max-bundle-mib``), split into parts of ``--part-mib``.
+
+The format is ``training/bundle.py``'s (it writes and reads both sides).
 
 So a window cut short still brings home the best weights written so far. Shortly before the deadline, jobs
 still running get SIGTERM (they save and stop). ``python -m training.ingest OUT`` takes the results in at home.
@@ -29,25 +31,21 @@ still running get SIGTERM (they save and stop). ``python -m training.ingest OUT`
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from training.bundle import MAX_BUNDLE_MIB, PART_MIB, fp16_weights, pack, write_atomic
+
 log = logging.getLogger("training.window")
-
-PART_PREFIX = "bundle.tar."
-
 
 def load_plan(path: str | Path) -> dict[str, Any]:
     """Read and check a plan file.
@@ -126,18 +124,6 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> None:
     write_atomic(run_dir / "result.json", json.dumps(result, indent=1).encode())
 
 
-def fp16_weights(ckpt: dict[str, Any], path: Path) -> None:
-    """The checkpoint's best weights in float16 as a small checkpoint (raw slot, no EMA, no optimiser)."""
-    from training.checkpoint import save_checkpoint, select_weights
-
-    state, which = select_weights(ckpt, "best")
-    small = {"model": {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}, "ema": None,
-             "best_weights": "raw", "source_weights": which, "best_acc": ckpt.get("best_acc"),
-             "epoch": ckpt.get("epoch"), "elapsed_s": ckpt.get("elapsed_s"), "config": ckpt.get("config"),
-             "meta": ckpt["meta"]}
-    save_checkpoint(small, path)
-
-
 def finish_job(cfg: Any, ckpt: dict[str, Any], run_dir: Path, result: dict[str, Any]) -> None:
     """Teacher logits of every face, and an ONNX export checked against PyTorch on real faces."""
     import torch
@@ -201,73 +187,9 @@ def status_line(name: str, proc: subprocess.Popen | None, status: dict[str, Any]
     return f"[{elapsed:5.0f}s] {name:<14} {state:<8} {status.get('log_tail', '')}"
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def build_bundle(work: Path, names: list[str], max_bytes: int) -> tuple[bytes, list[dict[str, Any]]]:
-    """A tar of each job's fp16 weights and logits, in priority order while under ``max_bytes``."""
-    buf, contents = io.BytesIO(), []
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name in names:
-            for file in ("weights_fp16.pt", "logits.npz"):
-                path = work / name / file
-                if not path.is_file():
-                    continue
-                size = path.stat().st_size
-                if buf.tell() + size + 2048 > max_bytes:
-                    contents.append({"job": name, "file": file, "bytes": size, "packed": False})
-                    continue
-                tar.add(path, arcname=f"{name}/{file}")
-                contents.append({"job": name, "file": file, "bytes": size, "packed": True})
-    return buf.getvalue(), contents
-
-
-def logs_archive(work: Path, names: list[str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name in names:
-            for file in ("log.txt", "config.yaml", "metrics.jsonl", "report.json", "result.json", "curves.png",
-                         "confusion_matrix.png", "job.yaml"):
-                path = work / name / file
-                if path.is_file():
-                    tar.add(path, arcname=f"{name}/{file}")
-        for extra in ("window.log", "gpu.csv"):
-            if (work / extra).is_file():
-                tar.add(work / extra, arcname=extra)
-    return buf.getvalue()
-
-
-def pack(out: Path, work: Path, names: list[str], summary: dict[str, Any], max_bytes: int,
-         part_bytes: int) -> dict[str, Any]:
-    """Write summary.json, logs.tar.gz and the bundle parts into ``out`` (stale parts removed)."""
-    bundle, contents = build_bundle(work, names, max_bytes)
-    parts = [bundle[i:i + part_bytes] for i in range(0, len(bundle), part_bytes)] if bundle else []
-    part_info = []
-    for i, part in enumerate(parts):
-        name = f"{PART_PREFIX}{i:02d}"
-        write_atomic(out / name, part)
-        part_info.append({"file": name, "bytes": len(part), "sha256": sha256(part)})
-    for stale in out.glob(PART_PREFIX + "*"):
-        if stale.name not in {p["file"] for p in part_info}:
-            stale.unlink()
-    logs = logs_archive(work, names)
-    write_atomic(out / "logs.tar.gz", logs)
-    summary = dict(summary, bundle={"sha256": sha256(bundle), "bytes": len(bundle), "parts": part_info,
-                                    "contents": contents}, packed_at=time.strftime("%Y-%m-%d %H:%M:%S"))
-    write_atomic(out / "summary.json", json.dumps(summary, indent=1).encode())
-    return summary
-
-
 def run_window(plan_path: str | Path, out: str | Path, work: str | Path, scale: float = 1.0,
                overrides: dict[str, Any] | None = None, status_every: float = 15.0, pack_every: float = 60.0,
-               max_bundle_mib: float = 60.0, part_mib: float = 15.0) -> dict[str, Any]:
+               max_bundle_mib: float = MAX_BUNDLE_MIB, part_mib: float = PART_MIB) -> dict[str, Any]:
     """Run a plan's jobs at once, report, pack. Returns the final summary (also in ``out/summary.json``)."""
     t0 = time.time()
     plan = load_plan(plan_path)
@@ -378,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="fer-train setting for every job, overriding the plan (e.g. device=cpu, subset=32)")
     p.add_argument("--status-every", type=float, default=15.0)
     p.add_argument("--pack-every", type=float, default=60.0)
-    p.add_argument("--max-bundle-mib", type=float, default=60.0)
-    p.add_argument("--part-mib", type=float, default=15.0)
+    p.add_argument("--max-bundle-mib", type=float, default=MAX_BUNDLE_MIB,
+                   help="what the weights and logits may take (default: the device's return limits)")
+    p.add_argument("--part-mib", type=float, default=PART_MIB)
     p.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job's config
     args = p.parse_args(argv)
     if args.job:
