@@ -6,6 +6,7 @@ checkpoint, so ``fer-train --config runs/x/config.yaml`` repeats a run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class TrainConfig:
     cache_dir: str | None = None
     skip_bad: bool = False
     equalize: bool = True
+    group_by: str | None = None  # regex on file names, first group = subject: no subject in two splits (data/splits.py)
+    folds: int | None = None  # k-fold cross-validation: training/kfold.py runs one training per fold
+    fold: int | None = None  # the fold (1..folds) held out as test; training/kfold.py sets it for each run
     mean: float = DEFAULT_MEAN
     std: float = DEFAULT_STD
     # schedule and optimiser
@@ -173,6 +177,15 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"std must be positive, got {cfg.std}")
     if cfg.lr <= 0 or cfg.min_lr < 0:
         raise ConfigError("lr must be > 0 and min_lr >= 0")
+    if cfg.group_by is not None:
+        try:
+            re.compile(cfg.group_by)
+        except re.error as err:
+            raise ConfigError(f"group_by {cfg.group_by!r} is not a valid regular expression: {err}") from None
+    if cfg.folds is not None and cfg.folds < 2:
+        raise ConfigError(f"folds must be at least 2, got {cfg.folds}")
+    if cfg.fold is not None and not (cfg.folds and 1 <= cfg.fold <= cfg.folds):
+        raise ConfigError(f"fold must be between 1 and folds ({cfg.folds}), got {cfg.fold}")
 
 
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:

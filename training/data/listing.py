@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 from fer_core.labels import normalize_label
 
 from .errors import DataError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2"}
@@ -80,6 +83,8 @@ def class_of_folder(folder: Path) -> str:
 def read_class_folders(folder: Path) -> list[tuple[Path, str]]:
     """(image path, canonical class) for every image in the class folders of ``folder``.
 
+    Class folders without images are skipped with one warning naming them.
+
     Raises:
         DataError: for an unknown class folder, or when ``folder`` holds no class folders.
     """
@@ -87,7 +92,26 @@ def read_class_folders(folder: Path) -> list[tuple[Path, str]]:
     if not classes:
         raise DataError(f"{folder}: no class folders found (expected e.g. {folder / 'happy'}/)")
     items: list[tuple[Path, str]] = []
+    empty: list[str] = []
     for sub in classes:
         name = class_of_folder(sub)
-        items.extend((p, name) for p in image_files(sub))
+        files = image_files(sub)
+        if not files:
+            empty.append(sub.name)
+        items.extend((p, name) for p in files)
+    if empty:
+        logger.warning("%s: skipping class folders without images: %s", folder, ", ".join(empty))
     return items
+
+
+def check_classes(listing: Listing, where: Path) -> None:
+    """Raise unless at least two classes have images (a classifier needs two).
+
+    Raises:
+        DataError: naming the one class found.
+    """
+    present = sorted({listing.classes[i] for i in np.unique(listing.labels)})
+    if len(present) < 2:
+        found = f"only one class has images ('{present[0]}')" if present else "no class has images"
+        raise DataError(f"{where}: {found}; training needs at least 2 class folders with images, "
+                        f"e.g. {where / 'happy'}/ and {where / 'sad'}/")

@@ -19,7 +19,7 @@ from .ferplus import read_ferplus
 from .folder import read_folder
 from .images import decode_all, parse_pixels, read_image
 from .pack import read_pack
-from .listing import SPLIT_DIRS, Listing, subdirs
+from .listing import SPLIT_DIRS, Listing, check_classes, subdirs
 from .specs import parse_spec
 from .splits import complete_splits, subset_indices
 
@@ -70,8 +70,12 @@ def load_one(
     subset: int | None,
     cache_dir: Path,
     progress: bool,
+    single: bool = False,
 ) -> FaceData:
-    """Load one dataset spec (see :func:`load_data`); decodes only the chosen images with ``subset``."""
+    """Load one dataset spec (see :func:`load_data`); decodes only the chosen images with ``subset``.
+
+    ``single``: the only spec, so it must hold at least two classes with images (a merged spec may add one class).
+    """
     if kind == "packed":  # a pack is decoded already: no reader, no cache
         kind, listing, images = read_pack(path, equalize)
         if images.shape[1] != cache_size:
@@ -108,7 +112,9 @@ def load_one(
             "pass skip_bad=True (fer-train --skip-bad) to skip them"
         )
     if bad:
-        logger.warning("%s: skipped %d unreadable image(s), e.g. %s", path, len(bad), listing.files[bad[0]])
+        if len(bad) == sum(len(idx) for idx in chosen):
+            raise DataError(f"{path}: none of its {len(bad)} images could be read, e.g. {listing.files[bad[0]]}")
+        logger.warning("%s: skipped %d unreadable images, e.g. %s", path, len(bad), listing.files[bad[0]])
 
     soft = listing.soft if kind == "ferplus_soft" else None
     splits: dict[str, FaceSplit] = {}
@@ -123,6 +129,8 @@ def load_one(
             files=[listing.files[i] for i in idx],
             classes=listing.classes,
         )
+    if single:
+        check_classes(listing, path)
     return FaceData(
         **splits, classes=listing.classes, name=kind, native_size=cache_size, equalize=equalize, skipped=len(bad)
     )
@@ -169,7 +177,7 @@ def load_data(
     parsed = [parse_spec(s) for s in specs]  # check every spec before the slow part
     folder = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     parts = [
-        load_one(kind, path, int(cache_size), equalize, skip_bad, seed, subset, folder, progress)
+        load_one(kind, path, int(cache_size), equalize, skip_bad, seed, subset, folder, progress, len(parsed) == 1)
         for kind, path in parsed
     ]
     data = combine(parts)
