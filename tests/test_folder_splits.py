@@ -272,3 +272,22 @@ def test_too_many_folds(tmp_path: Path, capsys) -> None:
                      "has only 4 image(s)", "--folds 4 or fewer")
     assert_one_error(*run_cli(capsys, *base_args(tmp_path, root, "--folds", "1")), "folds must be at least 2")
     assert not (tmp_path / "runs").exists()  # nothing trained, no folder left behind
+
+
+def test_folds_need_images_without_a_fixed_split(tmp_path: Path) -> None:
+    root = tmp_path / "faces"
+    write_folder(root / "train", subjects=4, per_class=1)
+    write_folder(root / "test", subjects=2, per_class=1, seed=1)
+    with split_rule(SplitRule(folds=3, fold=1)), pytest.raises(DataError, match="fixes every split"):
+        load_data([f"folder={root}"], cache_dir=tmp_path / "cache", cache_size=24, progress=False)
+
+
+def test_split_options_are_config_fields() -> None:
+    from training.config import ConfigError, build_config
+
+    cfg = build_config({"data": ["folder=x"], "group_by": GROUP_BY, "folds": 5})  # as a plan's YAML gives them
+    assert (cfg.group_by, cfg.folds, cfg.fold) == (GROUP_BY, 5, None)
+    with pytest.raises(ConfigError, match="fold must be between 1 and folds"):
+        build_config({"folds": 5, "fold": 6})
+    with pytest.raises(ConfigError, match="not a valid regular expression"):
+        build_config({"group_by": "(P"})

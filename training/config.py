@@ -181,7 +181,7 @@ def validate(cfg: TrainConfig) -> None:
         try:
             re.compile(cfg.group_by)
         except re.error as err:
-            raise ConfigError(f"group_by {cfg.group_by!r} is not a valid regular expression: {err}") from None
+            raise ConfigError(f"group_by '{cfg.group_by}' is not a valid regular expression: {err}") from None
     if cfg.folds is not None and cfg.folds < 2:
         raise ConfigError(f"folds must be at least 2, got {cfg.folds}")
     if cfg.fold is not None and not (cfg.folds and 1 <= cfg.fold <= cfg.folds):

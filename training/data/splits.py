@@ -108,7 +108,7 @@ def compile_group_by(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as err:
-        raise DataError(f"--group-by {pattern!r} is not a valid regular expression: {err}") from None
+        raise DataError(f"--group-by '{pattern}' is not a valid regular expression: {err}") from None
 
 
 def groups_by_regex(files: Sequence[str], pattern: str) -> np.ndarray:
@@ -129,7 +129,7 @@ def groups_by_regex(files: Sequence[str], pattern: str) -> np.ndarray:
         else:
             missed.append(name)
     if missed:
-        raise DataError(f"--group-by {pattern!r} matched {len(files) - len(missed)} of {len(files)} file names; "
+        raise DataError(f"--group-by '{pattern}' matched {len(files) - len(missed)} of {len(files)} file names; "
                         f"it must match every one (e.g. it does not match '{missed[0]}')")
     return np.array(ids)
 
@@ -256,7 +256,7 @@ def complete_splits(listing: Listing, seed: int = 0, rule: SplitRule | None = No
         return split
     strict = bool(rule.group_by)
     if rule.group_by:
-        groups, how = groups_by_regex(listing.files, rule.group_by), f"by --group-by {rule.group_by!r}"
+        groups, how = groups_by_regex(listing.files, rule.group_by), f"by --group-by '{rule.group_by}'"
     else:
         groups = subjects_of(listing.files)
         how = ("stratified by class (--group-by REGEX splits by subject)" if groups is None
