@@ -60,3 +60,17 @@ def class_color(name: str) -> tuple[int, int, int]:
         return CLASS_COLORS_BGR[normalize_label(name)]
     except ValueError:
         return (200, 200, 200)
+
+
+def _canonical_or_self(name: str) -> str:
+    try:
+        return normalize_label(name)
+    except ValueError:
+        return name.strip().lower()
+
+
+def match_classes(source: list[str] | tuple[str, ...], target: list[str] | tuple[str, ...]) -> list[int | None]:
+    """For each ``target`` class, the index of the same emotion among ``source`` (synonyms count: anger matches
+    angry), or ``None`` when the source has no such class. Names outside :data:`SYNONYMS` match only themselves."""
+    index = {_canonical_or_self(name): i for i, name in enumerate(source)}
+    return [index.get(_canonical_or_self(name)) for name in target]

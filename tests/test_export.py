@@ -124,7 +124,8 @@ def test_fp32_export_matches_torch(trained, faces, fp32_export):
         assert "GridSample" in {n.op_type for n in model.graph.node}  # the Spatial Transformer is in the graph
 
     assert json.loads(Path(f"{out}.export.json").read_text()) == json.loads(json.dumps(result))
-    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, f"{out.name}.export.json"])
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, f"{out.name}.export.json",
+                                                                   out.with_suffix(".safetensors").name])
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])

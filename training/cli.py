@@ -17,6 +17,7 @@ from typing import Any
 from fer_core.suggest import did_you_mean
 from training.checkpoint import WEIGHT_CHOICES, CheckpointError, load_checkpoint
 from training.config import ConfigError, build_config, load_yaml
+from training.weights import FINETUNE_DEFAULTS, shipped_weights
 
 TRAIN_EXAMPLES = """\
 examples:
@@ -37,6 +38,9 @@ examples:
   # quick smoke run, settings from a YAML file (command-line flags win), then continue it
   fer-train --config run.yaml --subset 256 --epochs 1 --name smoke
   fer-train --resume runs/smoke/last.pt --epochs 3
+
+  # fine-tune the shipped default on your own class folders (lr 3e-4, 10 epochs unless set)
+  fer-train --init fer_realtime --data folder=data/my_faces --name my_faces
 
   # distil a big teacher into a small student; several GPUs with torchrun
   fer-train --model emonext_atto --teacher runs/emonext_t/best.pt --data fer2013=../shared/data/fer2013 --img-size 64
@@ -92,6 +96,12 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--fold", type=int, metavar="k", help="train only fold k (1..K) of --folds K")
     _bool(g, "--pretrained", "start from timm's ImageNet ConvNeXt weights (needs internet)")
     g.add_argument("--pretrained-path", help="start from a local ConvNeXt weights file")
+    g.add_argument("--init", metavar="NAME_OR_PATH",
+                   help="fine-tune: start from a shipped model (" + ", ".join(shipped_weights()) + ") or a "
+                        ".safetensors / fer-train .pt / window weights_fp16.pt file; classes are matched by name "
+                        "(synonyms count), new ones start fresh. Unless set, it also sets --model, --img-size, "
+                        "--mean/--std from the weights and " + ", ".join(
+                            f"--{k.replace('_', '-')} {v}" for k, v in FINETUNE_DEFAULTS.items()))
     g.add_argument("--cache-size", type=int, help="side of the cached faces; default 48 (FER2013 native)")
     g.add_argument("--cache-dir", help="decoded-data cache folder")
     _bool(g, "--skip-bad", "skip unreadable images instead of stopping")

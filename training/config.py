@@ -32,6 +32,7 @@ class TrainConfig:
     img_size: int = 224
     pretrained: bool = False
     pretrained_path: str | None = None
+    init: str | None = None  # start from these weights (training.weights.init_model): name or file
     subset: int | None = None
     cache_size: int = 48
     cache_dir: str | None = None
@@ -145,6 +146,10 @@ def build_config(*layers: dict[str, Any]) -> TrainConfig:
         merged.update({_check_key(k): v for k, v in layer.items()})
     if isinstance(merged.get("data"), str):
         merged["data"] = [merged["data"]]
+    if merged.get("init") and not merged.get("resume"):  # fine-tuning: the source's model, size, a gentle schedule
+        from training.weights import init_settings
+
+        merged = {**init_settings(merged["init"]), **merged}
     cfg = TrainConfig(**merged)
     validate(cfg)
     return cfg
@@ -186,6 +191,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"folds must be at least 2, got {cfg.folds}")
     if cfg.fold is not None and not (cfg.folds and 1 <= cfg.fold <= cfg.folds):
         raise ConfigError(f"fold must be between 1 and folds ({cfg.folds}), got {cfg.fold}")
+    if cfg.init and (cfg.pretrained or cfg.pretrained_path):
+        raise ConfigError("init and pretrained/pretrained_path exclude each other: --init already loads the backbone")
 
 
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:

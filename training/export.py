@@ -18,7 +18,8 @@
    calibrated on real faces from ``--calib-data``; the Spatial Transformer, stem and classifier stay float);
 5. verify: ``onnx.checker``, then ONNX Runtime (CPU) against PyTorch on real faces: fp32 max
    absolute logit difference <= 1e-3; fp16 / int8 top-1 agreement >= 99%;
-6. only then move the model into place (``os.replace``) and write ``<out>.export.json`` with the
+6. only then move the model into place (``os.replace``), write its weights beside it as ``<out>.safetensors``
+   (float16, for ``fer-train --init``, :mod:`training.weights`) and ``<out>.export.json`` with the
    figures. Nothing is left at ``--out`` when a step fails.
 """
 
@@ -412,6 +413,10 @@ def export_onnx(
             raise VerificationError(f"verification failed, nothing written to {out_path}: " + "; ".join(failed),
                                     result)
         os.replace(final, out_path)
+        from training.weights import save_beside  # the weights too, for fer-train --init
+
+        kwargs = (ckpt.get("config") or {}).get("model_kwargs")
+        result["weights_file"] = str(save_beside(out_path, model, meta, kwargs))
         Path(f"{out_path}.export.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
     finally:

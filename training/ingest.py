@@ -3,7 +3,8 @@
     python -m training.ingest OUT --data fer2013=../shared/data/fer2013 --runs runs/window1 --teachers models/teachers
 
 For each job whose weights came home: ``<runs>/<job>/best.pt`` (the float16 or int8 weights back in float32), an ONNX
-file checked against PyTorch on the original faces (``fer-export``), calibrated (``training.calibrate``: a
+file checked against PyTorch on the original faces (``fer-export``, which writes ``<job>.safetensors`` beside it for
+``fer-train --init``), calibrated (``training.calibrate``: a
 temperature fitted on validation), ``fer-eval`` of it on the validation and test splits (plain and flip), and a
 model card. With ``--flip`` mirror averaging is built into each ONNX file before it is calibrated, as in the
 shipped models (``training.calibrate --flip``), and its figures are reported as the flip ones. Teacher logits
@@ -89,6 +90,7 @@ def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | P
         figures = export_onnx(job_dir / "best.pt", onnx_path, verify_specs=data, verify_images=verify_images,
                               progress=progress)
         row["verify"] = figures.get("verify")
+        row["weights"] = figures.get("weights_file")  # <job>.safetensors, for fer-train --init
         cal = calibrate(onnx_path, data, subset=subset, progress=progress, flip=flip)
         row["calibration"] = {"temperature": cal["temperature"], "ece_before": cal["test"]["before"]["ece"],
                               "ece_after": cal["test"]["after"]["ece"]}

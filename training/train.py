@@ -282,6 +282,9 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
 
     # model, loss, EMA, optimiser, schedule, AMP
     model = build_model(cfg, num_classes)
+    if cfg.init and resume is None:  # fer-train --init: start from these weights, head rows mapped by class
+        from training.weights import init_model
+        init_model(model, cfg.init, classes)
     train_defaults = dict(getattr(model, "default_train_cfg", {}) or {})
     if cfg.class_weighted is None:
         cfg.class_weighted = bool(train_defaults.get("class_weighted", False))
