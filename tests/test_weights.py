@@ -160,3 +160,14 @@ def test_shipped_weights_match_the_shipped_onnx(name, data_root):
     theirs = graph_logits(onnx_path, faces)
     assert np.abs(ours - theirs).max() < 0.05
     assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.95
+
+
+@pytest.mark.parametrize("name", ["fer_realtime", "fer_ferplus"])
+def test_cards_list_the_shipped_weights(name):
+    import hashlib
+
+    weights = REPO / "models" / f"{name}.safetensors"
+    card = (REPO / "models" / f"{name}.md").read_text()
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert f"Weights: `{weights.name}` ({weights.stat().st_size / 1e6:.1f} MB" in card
+    assert f"sha256 `{digest[:16]}...`" in card and f"fer-train --init {name}" in card

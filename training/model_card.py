@@ -102,6 +102,14 @@ def _calibration(model_path: Path) -> dict | None:
             "ece_after": f["test"]["after"]["ece"], "bins": f["bins"], "n": f["test"]["n"], "flip": f.get("flip", False)}
 
 
+def _weights(model_path: Path) -> dict | None:
+    """The fine-tunable weights beside the model (``<name>.safetensors``, :mod:`training.weights`), if any."""
+    path = model_path.with_suffix(".safetensors")
+    if not path.is_file():
+        return None
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def _bench_summary(path: Path) -> dict:
     data = json.loads(path.read_text())
     rows = [r for r in data["results"] if r["status"] == "ok"]
@@ -132,6 +140,7 @@ def build(args: argparse.Namespace) -> tuple[dict, str]:
         "bench": {"command": args.bench_cmd, **_bench_summary(Path(args.bench))} if args.bench else None,
         "licence": _dataset(data)["licence"],
         "calibration": _calibration(model_path),
+        "weights": _weights(model_path),
     }
     return metrics, render(metrics, args.title, args.notes)
 
@@ -202,6 +211,13 @@ def render(m: dict, title: str, notes: list[str]) -> str:
                   f"Expected calibration error on the test split ({cal['n']} faces, {cal['bins']} bins): "
                   f"{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after.", "",
                   f"![reliability diagram]({name}_reliability.png)", ""]
+    w = m.get("weights")
+    if w:
+        lines += ["## Weights", "",
+                  f"Weights: `{w['file']}` ({w['bytes'] / 1e6:.1f} MB, float16 safetensors with the model's metadata, "
+                  f"sha256 `{w['sha256'][:16]}...`). Fine-tune them on your own faces with `fer-train --init {name} "
+                  "--data folder=PATH` (classes matched by name, new ones start fresh; see the README's "
+                  "*Fine-tune on your own data*).", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["## Licence", "", m["licence"], ""]
@@ -222,7 +238,7 @@ def refresh(model_path: str | Path, args: argparse.Namespace | None = None) -> P
         block = text.split("\n## Notes\n", 1)[1].split("\n## ", 1)[0]
         notes = [line[2:] for line in block.splitlines() if line.startswith("- ")]
     m.update(onnx_bytes=model_path.stat().st_size, sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(),
-             calibration=_calibration(model_path))
+             calibration=_calibration(model_path), weights=_weights(model_path))
     if args is not None and args.eval:
         m["eval"] = {"command": args.eval_cmd or m["eval"]["command"],
                      "splits": [_eval_summary(Path(e)) for e in args.eval]}
