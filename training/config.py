@@ -52,6 +52,7 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float = 1e-6
     warmup_epochs: float = 2.0
+    lr_scale: str = "none"  # "sqrt": lr x sqrt(global batch / 256), "linear": x (global batch / 256)
     weight_decay: float = 0.05
     clip_grad: float | None = 1.0
     # regularisation
@@ -77,7 +78,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool = True
-    compile: bool = False
+    compile: str = "auto"  # torch.compile the step: auto (on CUDA), on, off (YAML/CLI booleans mean on/off)
     workers: int | None = None
     seed: int = 0
     # run folder
@@ -88,6 +89,7 @@ class TrainConfig:
     progress: bool = True
     log_every: float = 60.0
     checkpoint_every: float = 120.0
+    val_every_s: float | None = None  # validate after the first epoch that ends this long after the last one
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (safe for YAML and ``weights_only`` checkpoints)."""
@@ -98,6 +100,8 @@ CHOICES = {
     "opt": ("adamw", "adam"),
     "amp": ("auto", "bf16", "fp16", "off"),
     "device": ("auto", "cpu", "cuda"),
+    "compile": ("auto", "on", "off"),
+    "lr_scale": ("none", "sqrt", "linear"),
 }
 
 
@@ -161,6 +165,8 @@ def validate(cfg: TrainConfig) -> None:
     Raises:
         ConfigError: naming the setting and the problem.
     """
+    if isinstance(cfg.compile, bool):
+        cfg.compile = "on" if cfg.compile else "off"
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
@@ -182,6 +188,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"std must be positive, got {cfg.std}")
     if cfg.lr <= 0 or cfg.min_lr < 0:
         raise ConfigError("lr must be > 0 and min_lr >= 0")
+    if cfg.val_every_s is not None and cfg.val_every_s < 0:
+        raise ConfigError(f"val_every_s must be >= 0 seconds (0 or unset: every epoch), got {cfg.val_every_s}")
     if cfg.group_by is not None:
         try:
             re.compile(cfg.group_by)

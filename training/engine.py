@@ -117,11 +117,10 @@ def create_time_scheduler(optimizer: torch.optim.Optimizer, fraction: Callable[[
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: lr_factor(fraction(), warmup, floor))
 
 
-def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, criterion: Callable,
-               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: Amp,
-               clip_grad: float | None = None, teacher: nn.Module | None = None, distill_alpha: float = 0.0,
-               distill_temp: float = 4.0, distill_fn: Callable | None = None) -> torch.Tensor:
-    """Forward, backward and optimiser step for one batch. Returns the (detached) loss.
+def forward_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, criterion: Callable, amp: Amp,
+                 teacher: nn.Module | None = None, distill_alpha: float = 0.0, distill_temp: float = 4.0,
+                 distill_fn: Callable | None = None) -> torch.Tensor:
+    """The training loss of one batch (the part of a step that :class:`CompiledLoss` compiles).
 
     Loss = task loss (or ``(1 - alpha) * task + alpha * distillation`` with a teacher) + the model's auxiliary
     loss (EmoNeXt's attention regulariser, already weighted by the model).
@@ -138,12 +137,132 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, criterio
                 t_logits = teacher(tx)
             loss = (1.0 - distill_alpha) * loss + distill_alpha * distill_fn(logits.float(), t_logits.float(),
                                                                              distill_temp)
-        loss = loss + aux.float()
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+        return loss + aux.float()
+
+
+def use_compile(mode: str | bool, device: torch.device) -> bool:
+    """``compile`` setting -> whether to compile: "auto" compiles on CUDA only, "on"/"off" (or a bool) as said."""
+    if isinstance(mode, bool):
+        return mode
+    return device.type == "cuda" if mode == "auto" else mode == "on"
+
+
+class CompiledLoss:
+    """:func:`forward_loss` for fixed models, compiled with ``torch.compile`` (static shapes), with a fallback.
+
+    If compiling fails (on the first step, or on a recompile for a new shape) one warning line is logged and
+    every later step runs eagerly. ``compiled`` says which path is in use.
+
+    Args:
+        model, criterion, amp, teacher, distill_alpha, distill_temp, distill_fn: as :func:`forward_loss`.
+        compile: compile at all (False: always eager).
+        fullgraph: demand one graph (no graph breaks); off under DDP, whose optimiser splits the graph.
+        backend: ``torch.compile`` backend ("inductor"; tests use "aot_eager", which skips code generation).
+    """
+
+    def __init__(self, model: nn.Module, criterion: Callable, amp: Amp, teacher: nn.Module | None = None,
+                 distill_alpha: float = 0.0, distill_temp: float = 4.0, distill_fn: Callable | None = None,
+                 compile: bool = True, fullgraph: bool = True, backend: str = "inductor") -> None:
+        def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return forward_loss(model, x, target, criterion, amp, teacher, distill_alpha, distill_temp, distill_fn)
+
+        self.eager = loss
+        self.compiled = compile
+        self.calls = 0
+        self._fn = torch.compile(loss, fullgraph=fullgraph, dynamic=False, backend=backend) if compile else loss
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self._fn(x, target)
+
+    def may_fall_back(self, exc: BaseException) -> bool:
+        """True (and eager from now on) if ``exc`` is a compile failure: any error of the first compiled call,
+        later only the compiler's own errors (a recompile)."""
+        if not self.compiled or not isinstance(exc, Exception):
+            return False
+        from torch._dynamo.exc import TorchDynamoException
+
+        if self.calls > 1 and not isinstance(exc, TorchDynamoException):
+            return False
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        log.warning("torch.compile failed (%s: %s); training eagerly", type(exc).__name__, first)
+        self.compiled, self._fn = False, self.eager
+        return True
+
+
+class ModelEma:
+    """EMA of a model's weights (timm's ``ModelEmaV3`` decay and warmup) updated with one ``_foreach_lerp_`` over
+    tensor lists made once, instead of rebuilding both state_dicts every step.
+
+    Floating-point parameters and buffers: ``ema = decay * ema + (1 - decay) * model``; other buffers (BatchNorm's
+    step counts) are copied. ``module`` is the averaged model, ``get_decay(step)`` timm's warmup formula.
+
+    Args:
+        model: the trained model (its tensors are updated in place by the optimiser, so the lists stay valid).
+        decay: the decay at the end of warmup.
+        use_warmup: timm's ``1 - (1 + step / gamma) ** -power`` warmup of the decay.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999, use_warmup: bool = True) -> None:
+        from timm.utils import ModelEmaV3
+
+        self._timm = ModelEmaV3(model, decay=decay, use_warmup=use_warmup)
+        self.module = self._timm.module
+        self._model: nn.Module | None = None
+        self._lists: tuple[list[torch.Tensor], ...] = ()
+
+    def get_decay(self, step: int | None = None) -> float:
+        return self._timm.get_decay(step)
+
+    def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], ...]:
+        if model is not self._model:
+            ema_float, model_float, ema_other, model_other = [], [], [], []
+            for e, m in zip(self.module.state_dict(keep_vars=True).values(),
+                            model.state_dict(keep_vars=True).values()):
+                e, m = e.detach(), m.detach()
+                (ema_float if e.is_floating_point() else ema_other).append(e)
+                (model_float if e.is_floating_point() else model_other).append(m)
+            self._model, self._lists = model, (ema_float, model_float, ema_other, model_other)
+        return self._lists
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        """One EMA step towards ``model``'s current weights."""
+        ema_float, model_float, ema_other, model_other = self._pairs(model)
+        torch._foreach_lerp_(ema_float, model_float, 1.0 - self.get_decay(step))
+        if ema_other:
+            torch._foreach_copy_(ema_other, model_other)
+
+
+def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, criterion: Callable,
+               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: Amp,
+               clip_grad: float | None = None, teacher: nn.Module | None = None, distill_alpha: float = 0.0,
+               distill_temp: float = 4.0, distill_fn: Callable | None = None,
+               loss_fn: CompiledLoss | None = None) -> torch.Tensor:
+    """Forward, backward and optimiser step for one batch. Returns the (detached) loss, on the device.
+
+    ``loss_fn``: a (compiled) :class:`CompiledLoss` of the same model and loss settings, else :func:`forward_loss`
+    runs eagerly. Gradients are clipped with the foreach implementation; nothing here waits for the device
+    (except a float16 ``GradScaler``'s overflow check).
+    """
+    def forward_backward() -> torch.Tensor:
+        if loss_fn is not None:
+            loss = loss_fn(x, target)
+        else:
+            loss = forward_loss(model, x, target, criterion, amp, teacher, distill_alpha, distill_temp, distill_fn)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        return loss
+
+    try:
+        loss = forward_backward()
+    except Exception as exc:  # noqa: BLE001 - only a compile failure is caught, anything else is raised again
+        if loss_fn is None or not loss_fn.may_fall_back(exc):
+            raise
+        loss = forward_backward()
     if clip_grad:
         scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad, foreach=True)
     scaler.step(optimizer)
     scaler.update()
     return loss.detach()
@@ -156,14 +275,18 @@ def train_one_epoch(model: nn.Module, batches: TrainBatches, criterion: Callable
                     distill_fn: Callable | None = None, start: dict[str, float] | None = None,
                     stop_requested: Callable[[], bool] = lambda: False, info: DistInfo | None = None,
                     check_every: int = 1, progress: bool = True, desc: str = "",
-                    log_every_s: float = 60.0) -> dict[str, float]:
+                    log_every_s: float = 60.0, loss_fn: CompiledLoss | None = None,
+                    on_first_step: Callable[[], None] | None = None) -> dict[str, float]:
     """Train for one epoch (or its remainder, from ``start["step"]``).
 
     Without a progress bar (``progress=False``, e.g. a run logging to a file) a status line is logged every
     ``log_every_s`` seconds instead.
 
-    Every ``check_every`` steps the running loss is checked (non-finite -> :class:`NonFiniteLossError`) and a stop
-    request is honoured (-> :class:`TrainingInterrupted` at a clean step boundary); with DDP all ranks agree.
+    The loss is summed on the device; only every ``check_every`` steps (and at the epoch's end) is it read back
+    (the one host sync) and checked (non-finite -> :class:`NonFiniteLossError`). A stop request is honoured after
+    every step (-> :class:`TrainingInterrupted` at a clean step boundary); with DDP the ranks agree on it every
+    ``check_every`` steps. ``loss_fn``: the (compiled) forward + loss (see :func:`train_step`);
+    ``on_first_step``: called once after the first step (e.g. to start a time budget after compiling).
 
     Returns:
         {"train_loss", "lr", "images_per_s", "seconds", "steps", "images", "progress" (this rank's sums, for
@@ -189,7 +312,10 @@ def train_one_epoch(model: nn.Module, batches: TrainBatches, criterion: Callable
                leave=False, dynamic_ncols=True, mininterval=1.0)
     for step, (x, y) in enumerate(batches.batches(epoch, first), start=first):
         loss = train_step(model, x, y, criterion, optimizer, scaler, amp, clip_grad, teacher, distill_alpha,
-                          distill_temp, distill_fn)
+                          distill_temp, distill_fn, loss_fn=loss_fn)
+        if on_first_step is not None:
+            on_first_step()
+            on_first_step = None
         scheduler.step()
         if ema is not None:
             ema.update(raw_model, step=epoch * steps + step + 1)
@@ -197,7 +323,10 @@ def train_one_epoch(model: nn.Module, batches: TrainBatches, criterion: Callable
         count += 1
         images += x.shape[0]
         bar.update(1)
-        if (step + 1) % check_every == 0 or step + 1 == steps:
+        checkpoint = (step + 1) % check_every == 0 or step + 1 == steps
+        if not checkpoint and not info.enabled and stop_requested():
+            checkpoint = True  # a stop without DDP: no need to wait for the next check
+        if checkpoint:
             total = prior_loss + float(loss_sum)
             bad = 0.0 if math.isfinite(total) else 1.0
             stop = 1.0 if stop_requested() else 0.0

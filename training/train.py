@@ -9,6 +9,12 @@ cosine decay follow the share of the budget used, and the run ends when it is sp
 validates, saves and reports as usual. Checkpoints are written after the first epoch, then at most every
 ``checkpoint_every`` seconds and at the end; the best weights wait in memory in between.
 
+Throughput: the step's forward + loss and the augmentation are compiled with ``torch.compile`` when ``compile``
+says so ("auto": on CUDA; eager again, with one warning, if compiling fails); the time-budget schedule starts
+after that first, compiling step (its seconds are logged). ``val_every_s`` validates only after the epochs that
+end that long after the last validation (epochs of a second on a GPU); ``lr_scale`` scales the LR with the
+global batch size (sqrt or linear, over 256).
+
 Stops: Ctrl-C or SIGTERM finishes the current step, saves ``last.pt`` (resumable mid-epoch) and raises
 :class:`RunInterrupted`; a non-finite loss raises :class:`engine.NonFiniteLossError` without touching the
 checkpoints of the last good epoch.
@@ -217,6 +223,13 @@ def epoch_row(epoch: int, stats: dict, val: dict, ema_val: dict | None) -> dict[
             "lr": stats["lr"], "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
 
 
+def scaled_lr(lr: float, rule: str, global_batch: int) -> float:
+    """The peak LR for ``global_batch`` images per step: ``lr`` as given ("none"), or scaled from batch 256 by
+    ``sqrt(B / 256)`` ("sqrt", for AdamW) or ``B / 256`` ("linear")."""
+    ratio = global_batch / 256
+    return lr * {"none": 1.0, "sqrt": ratio ** 0.5, "linear": ratio}[rule]
+
+
 def make_meta(cfg: TrainConfig, data: Any) -> ModelMeta:
     """The model's :class:`ModelMeta`, made once when the run starts: the loaders, the evaluation and every
     checkpoint take it from here."""
@@ -273,11 +286,12 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     else:
         targets = torch.from_numpy(train_split.soft if train_split.soft is not None else train_split.labels)
     channels_last = bool(cfg.channels_last)
+    compiled = engine.use_compile(cfg.compile, device)
     batches = TrainBatches(
         torch.from_numpy(train_split.images).to(device), targets.to(device), num_classes, cfg.batch_size,
         cfg.img_size, cfg.seed, info, AugmentConfig(scale_min=cfg.scale_min, rotate=cfg.rotate, hflip=cfg.hflip,
                                                     erase=cfg.erase),
-        cfg.mixup, cfg.cutmix, cfg.mix_prob, channels_last, meta.mean, meta.std)
+        cfg.mixup, cfg.cutmix, cfg.mix_prob, channels_last, meta.mean, meta.std, compile=compiled)
     val_images = torch.from_numpy(data.val.images).to(device)
 
     # model, loss, EMA, optimiser, schedule, AMP
@@ -295,11 +309,14 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     model.to(device=device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     ema = None
     if cfg.ema:
-        from timm.utils import ModelEmaV3
-        ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
+        ema = engine.ModelEma(model, decay=cfg.ema_decay, use_warmup=True)
     steps = batches.steps_per_epoch()
-    optimizer = engine.create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay)
-    clock = BudgetClock(cfg.time_budget, float(resume.get("elapsed_s") or 0.0) if resume is not None else 0.0)
+    lr = scaled_lr(cfg.lr, cfg.lr_scale, cfg.batch_size * info.world_size)
+    if lr != cfg.lr and main:
+        log.info("lr %.3g x %s(%d / 256) = %.3g", cfg.lr, cfg.lr_scale, cfg.batch_size * info.world_size, lr)
+    optimizer = engine.create_optimizer(model, cfg.opt, lr, cfg.weight_decay)
+    clock = BudgetClock(cfg.time_budget, float(resume.get("elapsed_s") or 0.0) if resume is not None else 0.0,
+                        float(resume.get("excluded_s") or 0.0) if resume is not None else 0.0)
     if cfg.time_budget:
         scheduler = engine.create_time_scheduler(optimizer, clock.fraction, 0.05, cfg.min_lr)
     else:
@@ -334,8 +351,19 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     if info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True)
-    if cfg.compile:
-        train_model = torch.compile(train_model)
+    loss_fn = engine.CompiledLoss(train_model, criterion, amp, teacher, cfg.distill_alpha, cfg.distill_temp,
+                                  distillation_loss, compile=compiled, fullgraph=not info.enabled) \
+        if compiled else None
+
+    warm = {"done": False}
+
+    def first_step_done() -> None:  # the schedule's clock starts after the first (compiling) step
+        warm["done"] = True
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = clock.mark_warm()
+        if main:
+            log.info("first step %s in %.1f s", "compiled" if loss_fn and loss_fn.compiled else "done", seconds)
     eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
     eval_kw = dict(amp=amp, mean=meta.mean, std=meta.std, channels_last=channels_last, info=info, progress=progress)
 
@@ -346,6 +374,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
                 "scaler": scaler.state_dict() if full else None,
                 "epoch": epoch, "step_in_epoch": step, "epoch_progress": progress_state,
                 "best_acc": best_acc, "best_weights": best_weights, "elapsed_s": clock.elapsed(),
+                "excluded_s": clock.excluded,
                 "rng": rngs_all if full else None, "config": cfg.to_dict(), "meta": meta.to_dict()}
 
     n_epochs = cfg.epochs if not cfg.time_budget else 1 << 30
@@ -354,6 +383,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
              steps, f"{cfg.time_budget:.0f} s budget" if cfg.time_budget else f"{cfg.epochs} epochs")
     pending_best: dict[str, Any] | None = None  # best weights not yet written to best.pt
     last_save = -float("inf")  # the first epoch is always written, then at most every checkpoint_every seconds
+    last_val = -float("inf")  # with val_every_s: the first epoch is validated, then at most every val_every_s
     epoch = start_epoch
     clock.start()
     # `final` alone ends the loop, so the epoch that ends a run is always the one that writes last.pt and best.pt
@@ -371,15 +401,21 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
                         train_model, batches, criterion, optimizer, scheduler, scaler, amp, epoch, raw_model=model,
                         ema=ema, clip_grad=cfg.clip_grad, teacher=teacher, distill_alpha=cfg.distill_alpha,
                         distill_temp=cfg.distill_temp, distill_fn=distillation_loss, start=start_progress,
-                        stop_requested=stop_requested, info=info, check_every=10 if device.type == "cuda" else 1,
+                        stop_requested=stop_requested, info=info, check_every=100 if device.type == "cuda" else 1,
                         progress=progress, desc=f"epoch {epoch + 1}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
-                        log_every_s=cfg.log_every)
+                        log_every_s=cfg.log_every, loss_fn=loss_fn,
+                        on_first_step=None if warm["done"] else first_step_done)
                 except engine.TrainingInterrupted as stop:
                     if sigint():
                         raise
                     budget_spent = True  # the budget ran out mid-epoch: validate what was trained
                     stats = engine.epoch_stats(stop.progress, optimizer, steps)
                 start_progress = None
+                if not (budget_spent or clock.done() or epoch + 1 >= n_epochs or not cfg.val_every_s
+                        or time.monotonic() - last_val >= cfg.val_every_s):
+                    epoch += 1  # a short epoch: validate (and save) after a later one
+                    continue
+                last_val = time.monotonic()
                 val = engine.evaluate(model, val_images, data.val.labels, classes, cfg.img_size, eval_bs,
                                       desc="val raw", stop_requested=sigint, **eval_kw)
                 ema_val = engine.evaluate(ema.module, val_images, data.val.labels, classes, cfg.img_size, eval_bs,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,10 +53,6 @@ class AugmentConfig:
     padding: str = "reflection"
 
 
-def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
-
-
 def _normalize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (x - mean) / std
 
@@ -67,15 +64,23 @@ def to_three_channels(x: torch.Tensor, channels_last: bool = False) -> torch.Ten
     return x.contiguous(memory_format=fmt)
 
 
-@functools.lru_cache(maxsize=32)
 def area_matrix(src: int, dst: int, device: torch.device | None = None) -> torch.Tensor:
     """(dst, src) weights of an area-average shrink: each output pixel averages the input pixels its footprint
-    covers, weighted by overlap (OpenCV's ``INTER_AREA`` for downscaling)."""
+    covers, weighted by overlap (OpenCV's ``INTER_AREA`` for downscaling). Cached, except while compiling."""
+    if torch.compiler.is_compiling():
+        return _area_matrix(src, dst, device)
+    return _cached_area_matrix(src, dst, device)
+
+
+def _area_matrix(src: int, dst: int, device: torch.device | None = None) -> torch.Tensor:
     edges = torch.arange(dst + 1, dtype=torch.float64) * (src / dst)
     lo, hi = edges[:-1, None], edges[1:, None]
     j = torch.arange(src, dtype=torch.float64)[None, :]
     overlap = (torch.minimum(hi, j + 1) - torch.maximum(lo, j)).clamp(min=0)
     return (overlap / (src / dst)).float().to(device)
+
+
+_cached_area_matrix = functools.lru_cache(maxsize=32)(_area_matrix)
 
 
 def resize_float(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -146,25 +151,52 @@ def tencrop_offsets(size: int) -> list[tuple[int, int]]:
     return [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]
 
 
-def affine_matrices(n: int, cfg: AugmentConfig, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Random (n, 2, 3) matrices for ``affine_grid``: flip, rotate, crop scale/aspect and crop position.
+AFFINE_DRAWS, ERASE_DRAWS = 6, 5  # uniform numbers per image: warp (area, ratio, cx, cy, angle, flip), erasing
+
+
+def affine_from_draws(u: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """(n, 2, 3) matrices for ``affine_grid`` from (n, 6) uniform [0, 1) numbers: flip, rotate, crop scale/aspect
+    and crop position.
 
     Output coordinates (u, v) in [-1, 1] map to input coordinates
     ``[sw * R(theta) * (f * u, v)] + (cx, cy)`` where f = -1 mirrors the image.
     """
-    area = _uniform(n, cfg.scale_min, 1.0, gen, device)
-    log_r = _uniform(n, math.log(cfg.ratio[0]), math.log(cfg.ratio[1]), gen, device)
-    ratio = log_r.exp()
+    area = u[:, 0] * (1.0 - cfg.scale_min) + cfg.scale_min
+    lo, hi = math.log(cfg.ratio[0]), math.log(cfg.ratio[1])
+    ratio = (u[:, 1] * (hi - lo) + lo).exp()
     sw = (area * ratio).sqrt().clamp(max=1.0)
     sh = (area / ratio).sqrt().clamp(max=1.0)
-    cx = _uniform(n, -1.0, 1.0, gen, device) * (1.0 - sw)
-    cy = _uniform(n, -1.0, 1.0, gen, device) * (1.0 - sh)
-    theta = _uniform(n, -cfg.rotate, cfg.rotate, gen, device) * (math.pi / 180.0)
-    flip = torch.where(torch.rand(n, generator=gen, device=device) < cfg.hflip, -1.0, 1.0)
+    cx = (u[:, 2] * 2.0 - 1.0) * (1.0 - sw)
+    cy = (u[:, 3] * 2.0 - 1.0) * (1.0 - sh)
+    theta = (u[:, 4] * 2.0 - 1.0) * (cfg.rotate * math.pi / 180.0)
+    flip = torch.where(u[:, 5] < cfg.hflip, -1.0, 1.0)
     cos, sin = theta.cos(), theta.sin()
     row0 = torch.stack([sw * cos * flip, -sw * sin, cx], dim=1)
     row1 = torch.stack([sh * sin * flip, sh * cos, cy], dim=1)
     return torch.stack([row0, row1], dim=1)
+
+
+def affine_matrices(n: int, cfg: AugmentConfig, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Random (n, 2, 3) warp matrices (see :func:`affine_from_draws`), from one draw."""
+    return affine_from_draws(torch.rand(n, AFFINE_DRAWS, generator=gen, device=device), cfg)
+
+
+def erase_from_draws(x: torch.Tensor, u: torch.Tensor, noise: torch.Tensor, prob: float,
+                     area: tuple[float, float]) -> torch.Tensor:
+    """Random erasing from (B, 5) uniform numbers and the (B, C, H, W) unit Gaussian noise that fills it."""
+    b, _, h, w = x.shape
+    frac = u[:, 0] * (area[1] - area[0]) + area[0]
+    aspect = (u[:, 1] * (math.log(3.3) - math.log(0.3)) + math.log(0.3)).exp()
+    eh = (frac * h * w * aspect).sqrt().clamp(1, h)
+    ew = (frac * h * w / aspect).sqrt().clamp(1, w)
+    top = u[:, 2] * (h - eh)
+    left = u[:, 3] * (w - ew)
+    apply = u[:, 4] < prob
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    mask = ((ys >= top.view(-1, 1, 1)) & (ys < (top + eh).view(-1, 1, 1))
+            & (xs >= left.view(-1, 1, 1)) & (xs < (left + ew).view(-1, 1, 1)) & apply.view(-1, 1, 1))
+    return torch.where(mask.unsqueeze(1), noise.to(x.dtype), x)
 
 
 def random_erase(x: torch.Tensor, prob: float, area: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
@@ -174,39 +206,47 @@ def random_erase(x: torch.Tensor, prob: float, area: tuple[float, float], gen: t
     """
     if prob <= 0:
         return x
-    b, _, h, w = x.shape
-    dev = x.device
-    frac = _uniform(b, area[0], area[1], gen, dev)
-    aspect = _uniform(b, math.log(0.3), math.log(3.3), gen, dev).exp()
-    eh = (frac * h * w * aspect).sqrt().clamp(1, h)
-    ew = (frac * h * w / aspect).sqrt().clamp(1, w)
-    top = torch.rand(b, generator=gen, device=dev) * (h - eh)
-    left = torch.rand(b, generator=gen, device=dev) * (w - ew)
-    apply = torch.rand(b, generator=gen, device=dev) < prob
-    ys = torch.arange(h, device=dev).view(1, h, 1)
-    xs = torch.arange(w, device=dev).view(1, 1, w)
-    mask = ((ys >= top.view(-1, 1, 1)) & (ys < (top + eh).view(-1, 1, 1))
-            & (xs >= left.view(-1, 1, 1)) & (xs < (left + ew).view(-1, 1, 1)) & apply.view(-1, 1, 1))
-    noise = torch.randn(x.shape, generator=gen, device=dev, dtype=x.dtype)
-    return torch.where(mask.unsqueeze(1), noise, x)
+    u = torch.rand(x.shape[0], ERASE_DRAWS, generator=gen, device=x.device)
+    noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+    return erase_from_draws(x, u, noise, prob, area)
 
 
-def train_transform(images: torch.Tensor, size: int, gen: torch.Generator, cfg: AugmentConfig | None = None,
-                    mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD, channels_last: bool = False) -> torch.Tensor:
-    """Augment a uint8 (B, S, S) batch into normalised float (B, 3, size, size) on the images' device.
+def augment_draws(n: int, size: int, cfg: AugmentConfig, gen: torch.Generator,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All random numbers of a batch's augmentation in two draws: (n, 11) uniforms and the erasing noise."""
+    u = torch.rand(n, AFFINE_DRAWS + ERASE_DRAWS, generator=gen, device=device)
+    noise = torch.randn(n, 1, size, size, generator=gen, device=device) if cfg.erase > 0 else None
+    return u, noise
 
-    The warp samples straight from the cached faces (upscaling needs no extra pass); when ``size`` is smaller
-    than the faces they are first shrunk by area averaging so the warp does not alias.
-    """
-    cfg = cfg or AugmentConfig()
+
+def augment_from_draws(images: torch.Tensor, u: torch.Tensor, noise: torch.Tensor | None, size: int,
+                       cfg: AugmentConfig, mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD,
+                       channels_last: bool = False) -> torch.Tensor:
+    """The deterministic part of :func:`train_transform` (no generator, so ``torch.compile`` takes it whole)."""
     x = images.unsqueeze(1).float() / 255.0
     if size < x.shape[-1]:
         x = resize_float(x, size)
-    theta = affine_matrices(x.shape[0], cfg, gen, x.device)
+    theta = affine_from_draws(u[:, :AFFINE_DRAWS], cfg)
     grid = F.affine_grid(theta, [x.shape[0], 1, size, size], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode=cfg.padding, align_corners=False)
-    x = random_erase(_normalize(x, mean, std), cfg.erase, cfg.erase_area, gen)
+    x = _normalize(x, mean, std)
+    if noise is not None:
+        x = erase_from_draws(x, u[:, AFFINE_DRAWS:], noise, cfg.erase, cfg.erase_area)
     return to_three_channels(x, channels_last)
+
+
+def train_transform(images: torch.Tensor, size: int, gen: torch.Generator, cfg: AugmentConfig | None = None,
+                    mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD, channels_last: bool = False,
+                    augment: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+    """Augment a uint8 (B, S, S) batch into normalised float (B, 3, size, size) on the images' device.
+
+    The warp samples straight from the cached faces (upscaling needs no extra pass); when ``size`` is smaller
+    than the faces they are first shrunk by area averaging so the warp does not alias. All random numbers come
+    from two draws (:func:`augment_draws`); ``augment``: a compiled :func:`augment_from_draws` to use instead.
+    """
+    cfg = cfg or AugmentConfig()
+    u, noise = augment_draws(images.shape[0], size, cfg, gen, images.device)
+    return (augment or augment_from_draws)(images, u, noise, size, cfg, mean, std, channels_last)
 
 
 def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:

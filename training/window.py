@@ -189,8 +189,13 @@ def status_line(name: str, proc: subprocess.Popen | None, status: dict[str, Any]
 
 def run_window(plan_path: str | Path, out: str | Path, work: str | Path, scale: float = 1.0,
                overrides: dict[str, Any] | None = None, status_every: float = 15.0, pack_every: float = 60.0,
-               max_bundle_mib: float = MAX_BUNDLE_MIB, part_mib: float = PART_MIB) -> dict[str, Any]:
-    """Run a plan's jobs at once, report, pack. Returns the final summary (also in ``out/summary.json``)."""
+               max_bundle_mib: float = MAX_BUNDLE_MIB, part_mib: float = PART_MIB,
+               probe: float | None = None) -> dict[str, Any]:
+    """Run a plan's jobs at once, report, pack. Returns the final summary (also in ``out/summary.json``).
+
+    ``probe`` (or the plan's ``probe: SECONDS``): first time each job's training step alone for that long
+    (:mod:`training.probe`; its compiled graphs are then cached for the jobs); counted in the deadline.
+    """
     t0 = time.time()
     plan = load_plan(plan_path)
     out, work = Path(out), Path(work)
@@ -200,6 +205,9 @@ def run_window(plan_path: str | Path, out: str | Path, work: str | Path, scale: 
     names = [j["name"] for j in plan["jobs"]]
     threads = max(1, (os.cpu_count() or 2) // len(names))
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads))
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str((work / "inductor_cache").resolve()))  # shared by all jobs
+    probe_rows = run_probe(plan_path, work, float(probe if probe is not None else plan.get("probe") or 0),
+                           overrides or {}, env)
     procs: dict[str, subprocess.Popen] = {}
     stagger = float(plan.get("stagger") or 0) * scale
     for i, job in enumerate(plan["jobs"]):
@@ -218,7 +226,7 @@ def run_window(plan_path: str | Path, out: str | Path, work: str | Path, scale: 
                  cfg["time_budget"])
 
     summary: dict[str, Any] = {"plan": plan, "scale": scale, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                               "host": host_info()}
+                               "host": host_info(), "probe": probe_rows}
     max_bytes, part_bytes = int(max_bundle_mib * 2**20), int(part_mib * 2**20)
     last_status = last_pack = time.time()
     stopped = False
@@ -252,6 +260,26 @@ def run_window(plan_path: str | Path, out: str | Path, work: str | Path, scale: 
     log.info("packed into %s in %.0f s: %s", out, time.time() - t0,
              ", ".join(f"{p['file']} {p['bytes'] / 2**20:.1f} MiB" for p in summary["bundle"]["parts"]))
     return summary
+
+
+def run_probe(plan_path: str | Path, work: Path, seconds: float, overrides: dict[str, Any],
+              env: dict[str, str]) -> list[dict[str, Any]] | None:
+    """``python -m training.probe`` over the plan (each job alone, ``seconds`` each); its rows, None if not run."""
+    if seconds <= 0:
+        return None
+    out = work / "probe.json"
+    cmd = [sys.executable, "-m", "training.probe", "--plan", str(plan_path), "--seconds", str(seconds),
+           "--json", str(out)] + [f"--set={k}={json.dumps(v)}" for k, v in overrides.items()]
+    log.info("probe: each job's step alone for %.0f s", seconds)
+    with open(work / "probe.log", "w") as logf:
+        code = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
+    for line in (work / "probe.log").read_text(errors="replace").splitlines():
+        if line.startswith("probe "):
+            log.info(line)
+    if code != 0 or not out.is_file():
+        log.warning("probe failed (exit %d), see %s", code, work / "probe.log")
+        return None
+    return json.loads(out.read_text())
 
 
 def snapshot(work: Path, names: list[str]) -> None:
@@ -303,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-bundle-mib", type=float, default=MAX_BUNDLE_MIB,
                    help="what the weights and logits may take (default: the device's return limits)")
     p.add_argument("--part-mib", type=float, default=PART_MIB)
+    p.add_argument("--probe", type=float, default=None, metavar="SECONDS",
+                   help="first time each job's step alone this long (default: the plan's probe, else none)")
     p.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job's config
     args = p.parse_args(argv)
     if args.job:
@@ -319,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
     try:
         summary = run_window(args.plan, args.out, work, args.scale, overrides, args.status_every, args.pack_every,
-                             args.max_bundle_mib, args.part_mib)
+                             args.max_bundle_mib, args.part_mib, args.probe)
     except ValueError as err:
         print(f"window: error: {err}", file=sys.stderr)
         return 2

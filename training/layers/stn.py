@@ -8,15 +8,31 @@ zero weights and an identity-affine bias, so the module is the identity at initi
 Two pieces are written out instead of calling ``F.adaptive_avg_pool2d`` / ``F.affine_grid`` so the model exports
 to ONNX opset 17 at every input size: ONNX has no adaptive pooling when the input size is not a multiple of the
 output size, and ``affine_grid`` only exports from opset 20. Both give the same numbers as the torch functions.
+Their constant tensors (pooling matrices, the base grid) are made once per size, device and dtype and cached
+(not while tracing or compiling, where they become part of the graph).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _cached(key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``make()`` once per ``key`` (always anew while tracing or compiling: the graph then holds it)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return make()
+    value = _CONSTANTS.get(key)
+    if value is None:
+        value = _CONSTANTS[key] = make()
+    return value
 
 
 def adaptive_pool_matrix(n_in: int, n_out: int, device=None, dtype=None) -> torch.Tensor:
@@ -33,9 +49,10 @@ def adaptive_pool_matrix(n_in: int, n_out: int, device=None, dtype=None) -> torc
 def adaptive_avg_pool2d(x: torch.Tensor, size: int) -> torch.Tensor:
     """``F.adaptive_avg_pool2d(x, size)`` as two matrix products (exports to ONNX at any input size)."""
     h, w = x.shape[-2:]
-    ph = adaptive_pool_matrix(h, size, x.device, x.dtype)
-    pw = adaptive_pool_matrix(w, size, x.device, x.dtype)
-    return ph @ x @ pw.transpose(0, 1)
+    ph = _cached(("pool", h, size, x.device, x.dtype), lambda: adaptive_pool_matrix(h, size, x.device, x.dtype))
+    pw = _cached(("pool_t", w, size, x.device, x.dtype),
+                 lambda: adaptive_pool_matrix(w, size, x.device, x.dtype).transpose(0, 1).contiguous())
+    return ph @ x @ pw
 
 
 def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -47,12 +64,18 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     Returns:
         (B, height, width, 2) sampling grid (x, y) for ``grid_sample``.
     """
-    ys = torch.linspace(-1.0, 1.0, height, device=theta.device, dtype=theta.dtype)
-    xs = torch.linspace(-1.0, 1.0, width, device=theta.device, dtype=theta.dtype)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    base = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(1, height * width, 3)
+    base = _cached(("grid", height, width, theta.device, theta.dtype),
+                   lambda: base_grid(height, width, theta.device, theta.dtype))
     grid = base @ theta.transpose(1, 2)
     return grid.reshape(-1, height, width, 2)
+
+
+def base_grid(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
+    """(1, height * width, 3) homogeneous pixel-centre coordinates (x, y, 1) in [-1, 1] (``align_corners=True``)."""
+    ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
+    xs = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(1, height * width, 3)
 
 
 def _float32(x: torch.Tensor) -> contextlib.AbstractContextManager:
