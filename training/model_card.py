@@ -107,7 +107,8 @@ def _weights(model_path: Path) -> dict | None:
     path = model_path.with_suffix(".safetensors")
     if not path.is_file():
         return None
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest}
 
 
 def _bench_summary(path: Path) -> dict:

@@ -3,16 +3,16 @@
     python -m training.onnx_weights models/fer_realtime.onnx --out models/fer_realtime.safetensors \\
         --data fer2013=../shared/data/fer2013
 
-The exporter keeps most initializers under their state-dict names. The others are found by the node that reads
-them (``/stages/stages.0/blocks/blocks.0/Mul`` -> ``stages.0.blocks.0.gamma``, reshaped; a ``MatMul``'s
-weight transposed back), and the Spatial
-Transformer's BatchNorms, folded into the convolutions before them at export, come back as the folded
-convolution followed by a BatchNorm that gives back its input in eval mode. With ``--data`` that BatchNorm's
-running statistics are those of the convolution's output on training faces, and its weight and bias undo
-them, so it is still the identity in eval mode and close to it in training mode, where fine-tuning normalises
-with batch statistics. EmoNeXt's attention regulariser (a training loss only) has no weights in the graph and
-keeps a fresh initialisation. What the graph adds after the classifier (temperature, mirror averaging) is not
-part of the weights; the meta records it in ``extra`` and sets ``temperature`` to 1.
+The exporter keeps most initializers under their state-dict names. The others are found by the node that reads them
+(``/stages/stages.0/blocks/blocks.0/Mul`` -> ``stages.0.blocks.0.gamma``, reshaped; a ``MatMul``'s weight transposed
+back), and the Spatial Transformer's BatchNorms, folded into the convolutions before them at export, come back as
+the folded convolution followed by a BatchNorm that gives back its input in eval mode. With ``--data`` that
+BatchNorm's running statistics are those of the convolution's output on training faces, and its weight and bias undo
+them, so it is still the identity in eval mode and close to it in training mode, where fine-tuning normalises with
+batch statistics (shipped default, 64 test faces: the STN's affine matrices differ by at most 0.002 between eval and
+training mode, 0.41 with a plain identity BatchNorm). EmoNeXt's attention regulariser (a training loss only) has no
+weights in the graph and keeps a fresh initialisation. What the graph adds after the classifier (temperature, mirror
+averaging) is not part of the weights; the meta records it in ``extra`` and sets ``temperature`` to 1.
 
 The rebuilt model is checked against the classifier's own output in the graph (the logits of each view, before
 mirror averaging and temperature) on the given faces.

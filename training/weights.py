@@ -139,8 +139,9 @@ def resolve_source(source: str | Path) -> Path:
         raise WeightsError(f"--init takes weights, not an ONNX file: {source} (shipped weights: "
                            f"{', '.join(shipped) or 'none'}; `python -m training.onnx_weights` rebuilds them)")
     hint = did_you_mean(str(source), shipped, n=1, cutoff=0.5)
-    raise WeightsError(f"--init {source}: no such file or shipped model.{hint} Shipped: {', '.join(shipped) or 'none'}; "
-                       "or give a .safetensors file, a fer-train checkpoint (.pt) or a window's weights_fp16.pt")
+    raise WeightsError(f"--init {source}: no such file or shipped model.{hint} Shipped: "
+                       f"{', '.join(shipped) or 'none'}; or give a .safetensors file, a fer-train checkpoint (.pt) "
+                       "or a window's weights_fp16.pt")
 
 
 def read_source(source: str | Path) -> dict[str, Any]:
