@@ -27,10 +27,12 @@ VIEW_OPS = {
     "aten::_reshape_alias", "aten::unflatten", "aten::flatten", "aten::reshape", "aten::narrow", "aten::unbind",
     "aten::split", "aten::chunk", "aten::view_as", "aten::expand_as", "aten::numpy_T", "aten::lift_fresh",
     "aten::_unsafe_split", "aten::split_with_sizes", "aten::diagonal", "aten::movedim", "aten::contiguous",
-    "aten::result_type", "aten::is_nonzero", "aten::size", "aten::stride", "aten::_nested_tensor_from_mask_left_aligned",
+    "aten::result_type", "aten::is_nonzero", "aten::as_strided_", "aten::size", "aten::stride", "aten::_nested_tensor_from_mask_left_aligned",
 }
 ALLOC_OPS = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::resize_", "aten::set_",
              "aten::zeros_like", "aten::new_empty", "aten::new_empty_strided"}
+NOOP_OPS = {"aten::to", "aten::resolve_conj", "aten::resolve_neg", "aten::dropout", "aten::lift_fresh",
+            "aten::_has_compatible_shallow_copy_type"}  # without children: they returned their input
 SYNC_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select"}
 CAST_OPS = {"aten::_autocast_to_reduced_precision", "aten::_autocast_to_full_precision"}
 
@@ -40,15 +42,35 @@ def is_fused_kernel(name: str) -> bool:
     return "cpp_fused" in name or name.startswith("triton_") or "_cpp_fused_" in name
 
 
+def is_multi_tensor(name: str) -> bool:
+    """A foreach or fused op: a few multi-tensor kernels on CUDA, however many tensors (the CPU loops over them,
+    so its children are not counted)."""
+    return name.startswith(("aten::_foreach_", "aten::_fused_"))
+
+
+def inside_multi_tensor(ev) -> bool:
+    parent = ev.cpu_parent
+    while parent is not None:
+        if is_multi_tensor(parent.name):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
 def count_events(events, steps: int) -> dict[str, float]:
-    """Per-step counts from a profiler's ``events()``."""
+    """Per-step counts from a profiler's ``events()``.
+
+    A kernel-launching op is a leaf ATen op that computes (not a view or an allocation), a foreach/fused op
+    (counted once), or an Inductor kernel. Host syncs: ``aten::_local_scalar_dense`` (``.item()``,
+    ``float(t)``, ``bool(t)``) and the ops whose output size depends on the data.
+    """
     kernels, views, syncs, casts, fused = Counter(), 0, 0, 0, 0
     for ev in events:
         name = ev.name
         if is_fused_kernel(name):
             fused += 1
             continue
-        if not name.startswith("aten::"):
+        if not name.startswith("aten::") or inside_multi_tensor(ev):
             continue
         if name in SYNC_OPS:
             syncs += 1
@@ -59,9 +81,10 @@ def count_events(events, steps: int) -> dict[str, float]:
                     or ev.cpu_parent.name in VIEW_OPS:
                 views += 1
             continue
-        if any(c.name.startswith("aten::") or is_fused_kernel(c.name) for c in ev.cpu_children):
+        if not is_multi_tensor(name) and any(c.name.startswith("aten::") or is_fused_kernel(c.name)
+                                             for c in ev.cpu_children):
             continue  # a composite op: its leaves are counted
-        if name in ALLOC_OPS:
+        if name in ALLOC_OPS or name in NOOP_OPS:
             continue
         kernels[name] += 1
     return {"kernel_ops": (sum(kernels.values()) + fused) / steps, "aten_kernel_ops": sum(kernels.values()) / steps,
