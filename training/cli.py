@@ -121,6 +121,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help="peak learning rate; default 1e-3")
     g.add_argument("--min-lr", type=float, help="cosine floor; default 1e-6")
     g.add_argument("--warmup-epochs", type=float, help="linear warmup (at most half the run); default 2")
+    g.add_argument("--lr-scale", choices=("none", "sqrt", "linear"),
+                   help="scale --lr by sqrt(global batch / 256) or by (global batch / 256); default none")
     g.add_argument("--weight-decay", type=float, help="default 0.05")
     g.add_argument("--clip-grad", type=float, help="max gradient norm, 0 = off; default 1.0")
     g.add_argument("--drop-path", type=float, help="stochastic depth rate; default: the model's")
@@ -147,7 +149,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     g.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), help="default auto (bf16/fp16 on CUDA)")
     _bool(g, "--channels-last", "channels_last memory format (default on; faster on CPU and GPU)")
-    _bool(g, "--compile", "torch.compile the model")
+    _bool(g, "--compile", "torch.compile the training step (default: on CUDA only; --no-compile: eager)")
     g.add_argument("--workers", type=int, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--seed", type=int, help="default 0")
     g.add_argument("--project", help="parent folder of runs; default runs")
@@ -161,6 +163,9 @@ def train_parser() -> argparse.ArgumentParser:
                    help="without progress bars, a status line this often; default 60")
     g.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
                    help="write last.pt/best.pt at most this often (and always at the end); default 120")
+    g.add_argument("--val-every-s", type=float, metavar="SECONDS",
+                   help="validate only after epochs ending at least this long after the last validation (tiny "
+                        "epochs on a GPU); default: every epoch")
     return p
 
 
