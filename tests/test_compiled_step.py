@@ -50,27 +50,33 @@ def tiny_setup(seed: int = 0):
     return model, list(batches.batches(0))
 
 
-def run_steps(model, data, loss_fn_factory=None) -> tuple[list[float], object]:
+def run_steps(model, data, loss_fn_factory=None) -> tuple[list[float], object, list[torch.Tensor]]:
+    """Losses of one step per batch, the loss function used, and the first step's gradients."""
     amp = engine.Amp.resolve("off", torch.device("cpu"))
     crit = FerLoss(label_smoothing=0.1)
     opt = engine.create_optimizer(model, "adamw", 1e-3, 0.05)
     loss_fn = loss_fn_factory(model, crit, amp) if loss_fn_factory else None
-    losses = [float(engine.train_step(model, x, y, crit, opt, amp.scaler(), amp, 1.0, loss_fn=loss_fn))
-              for x, y in data]
-    return losses, loss_fn
+    losses, grads = [], []
+    for x, y in data:
+        losses.append(float(engine.train_step(model, x, y, crit, opt, amp.scaler(), amp, 1.0, loss_fn=loss_fn)))
+        grads = grads or [p.grad.clone() for p in model.parameters()]
+    return losses, loss_fn, grads
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
 def test_compiled_and_eager_steps_give_the_same_loss(backend):
     model, data = tiny_setup()
     twin = copy.deepcopy(model)
-    eager, _ = run_steps(model, data)
-    compiled, loss_fn = run_steps(twin, data, lambda m, c, a: engine.CompiledLoss(m, c, a, backend=backend))
+    eager, _, eager_grads = run_steps(model, data)
+    compiled, loss_fn, grads = run_steps(twin, data, lambda m, c, a: engine.CompiledLoss(m, c, a, backend=backend))
     assert loss_fn.compiled, "the step fell back to eager: it no longer compiles as one graph"
     assert eager[0] != eager[-1]  # the weights did change between steps
     assert compiled == pytest.approx(eager, rel=LOSS_RTOL)
-    for a, b in zip(model.parameters(), twin.parameters()):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
+    # the first step's gradients (the weights after it are no test: AdamW moves a parameter whose gradient is
+    # ~0 by a full step in the direction of the gradient's sign, which rounding decides)
+    scale = max(g.abs().max() for g in eager_grads)
+    for a, b in zip(eager_grads, grads):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
 
 
 def test_compile_failure_falls_back_to_eager_with_one_warning(caplog):
@@ -86,9 +92,9 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(caplog):
             torch._dynamo.graph_break()
             return self.inner(x, return_aux=return_aux)
 
-    eager, _ = run_steps(model, data[:2])
+    eager, _, _ = run_steps(model, data[:2])
     with caplog.at_level(logging.WARNING, logger="training.engine"):
-        losses, loss_fn = run_steps(Breaking(twin), data[:2],
+        losses, loss_fn, _ = run_steps(Breaking(twin), data[:2],
                                     lambda m, c, a: engine.CompiledLoss(m, c, a, backend="aot_eager"))
     assert not loss_fn.compiled
     warnings = [r for r in caplog.records if "torch.compile failed" in r.getMessage()]
