@@ -270,7 +270,7 @@ def run_probe(plan_path: str | Path, work: Path, seconds: float, overrides: dict
     out = work / "probe.json"
     cmd = [sys.executable, "-m", "training.probe", "--plan", str(plan_path), "--seconds", str(seconds),
            "--json", str(out)] + [f"--set={k}={json.dumps(v)}" for k, v in overrides.items()]
-    log.info("probe: each job's step alone for %.0f s", seconds)
+    log.info("probe: each job's step alone for %g s", seconds)
     with open(work / "probe.log", "w") as logf:
         code = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
     for line in (work / "probe.log").read_text(errors="replace").splitlines():
