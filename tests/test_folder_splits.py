@@ -20,7 +20,7 @@ import yaml
 from training.cli import train_main
 from training.data import DataError, load_data
 from training.data.listing import TEST, TRAIN, UNASSIGNED, VAL, Listing
-from training.data.splits import SplitRule, complete_splits, current_rule, split_rule
+from training.data.splits import SplitRule, complete_splits
 from training.kfold import spread
 
 GROUP_BY = r"^(P\d+)_"
@@ -132,12 +132,11 @@ def test_folds_are_disjoint_and_cover_every_image(group_by: str | None) -> None:
     assert all(10 <= len(t) <= 20 for t in tests)  # about a quarter each
 
 
-def test_split_rule_context_reaches_load_data(tmp_path: Path, caplog) -> None:
+def test_split_rule_reaches_load_data(tmp_path: Path, caplog) -> None:
     root = write_folder(tmp_path / "faces", subjects=10, per_class=1)
     with caplog.at_level(logging.INFO, logger="training.data.splits"):
-        with split_rule(SplitRule(group_by=GROUP_BY)):
-            data = load_data([f"folder={root}"], cache_dir=tmp_path / "cache", cache_size=24, progress=False)
-    assert current_rule() == SplitRule()  # the context ends with the block
+        data = load_data([f"folder={root}"], cache_dir=tmp_path / "cache", cache_size=24, progress=False,
+                         split_rule=SplitRule(group_by=GROUP_BY))
     parts = [{subject_of(f) for f in data.split(name).files} for name in ("train", "val", "test")]
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     lines = [r.getMessage() for r in caplog.records if "split by --group-by" in r.getMessage()]
@@ -278,8 +277,9 @@ def test_folds_need_images_without_a_fixed_split(tmp_path: Path) -> None:
     root = tmp_path / "faces"
     write_folder(root / "train", subjects=4, per_class=1)
     write_folder(root / "test", subjects=2, per_class=1, seed=1)
-    with split_rule(SplitRule(folds=3, fold=1)), pytest.raises(DataError, match="fixes every split"):
-        load_data([f"folder={root}"], cache_dir=tmp_path / "cache", cache_size=24, progress=False)
+    with pytest.raises(DataError, match="fixes every split"):
+        load_data([f"folder={root}"], cache_dir=tmp_path / "cache", cache_size=24, progress=False,
+                  split_rule=SplitRule(folds=3, fold=1))
 
 
 def test_split_options_are_config_fields() -> None:
@@ -287,6 +287,7 @@ def test_split_options_are_config_fields() -> None:
 
     cfg = build_config({"data": ["folder=x"], "group_by": GROUP_BY, "folds": 5})  # as a plan's YAML gives them
     assert (cfg.group_by, cfg.folds, cfg.fold) == (GROUP_BY, 5, None)
+    assert cfg.split_rule() == SplitRule(group_by=GROUP_BY, folds=5)
     with pytest.raises(ConfigError, match="fold must be between 1 and folds"):
         build_config({"folds": 5, "fold": 6})
     with pytest.raises(ConfigError, match="not a valid regular expression"):

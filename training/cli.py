@@ -249,8 +249,8 @@ def train_main(argv: list[str] | None = None) -> int:
     args = vars(train_parser().parse_args(argv))
     from training.data import DataError
     from training.engine import NonFiniteLossError
-    from training.kfold import format_table, run_folds, train_one
-    from training.train import RunInterrupted
+    from training.kfold import format_table, run_folds
+    from training.train import RunInterrupted, run_training
 
     try:
         if args.pop("list_models", False):
@@ -264,7 +264,7 @@ def train_main(argv: list[str] | None = None) -> int:
             if cfg.folds and cfg.fold is None:
                 folds = run_folds(cfg)
             else:
-                summary = train_one(cfg)
+                summary = run_training(cfg)
         if cfg.folds and cfg.fold is None:
             if _is_main_rank():
                 print(format_table(folds))

@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD
 from fer_core.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from training.data.splits import SplitRule
 
 
 class ConfigError(ValueError):
@@ -90,6 +93,12 @@ class TrainConfig:
     log_every: float = 60.0
     checkpoint_every: float = 120.0
     val_every_s: float | None = None  # validate after the first epoch that ends this long after the last one
+
+    def split_rule(self) -> "SplitRule":
+        """How the data's open splits are split: ``group_by``, and the held-out ``fold`` of ``folds``."""
+        from training.data.splits import SplitRule
+
+        return SplitRule(group_by=self.group_by, folds=self.folds, fold=self.fold)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (safe for YAML and ``weights_only`` checkpoints)."""

@@ -82,11 +82,15 @@ def parse_modes(tta: str) -> tuple[str, ...]:
 
 
 def _load_split(specs: list[str], split: str, native_size: int, equalize: bool, subset: int | None,
-                cache_dir: str | None, progress: bool):
+                cache_dir: str | None, progress: bool, run_config: dict[str, Any] | None = None):
+    """The data and its ``split``; with ``run_config`` (a checkpoint's) split as that run was (seed, rule)."""
     from training.data import load_data
+    from training.data.splits import SplitRule
 
+    run = run_config or {}
+    rule = SplitRule(group_by=run.get("group_by"), folds=run.get("folds"), fold=run.get("fold"))
     data = load_data(specs, cache_size=native_size, equalize=equalize, subset=subset, cache_dir=cache_dir,
-                     progress=progress)
+                     progress=progress, seed=int(run.get("seed") or 0), split_rule=rule)
     return data, data.split(split)
 
 
@@ -107,7 +111,8 @@ def evaluate_checkpoint(path: str | Path, specs: list[str], split: str = "test",
         raise EvalError("--device cuda: no CUDA device is available")
     model = build_model_from_checkpoint(ckpt, weights).to(device=dev, memory_format=torch.channels_last)
     which = model.weights_used
-    data, part = _load_split(specs, split, meta.native_size, meta.equalize, subset, cache_dir, progress)
+    data, part = _load_split(specs, split, meta.native_size, meta.equalize, subset, cache_dir, progress,
+                             ckpt.get("config"))
     keep, labels = align_labels(data.classes, meta.labels, part.labels)
     images = torch.from_numpy(part.images[keep]).to(dev)
     amp = Amp.resolve("auto", dev)

@@ -20,19 +20,10 @@ from typing import Any
 import numpy as np
 
 from training.config import ConfigError, TrainConfig
-from training.data.splits import SplitRule, split_rule
 
 log = logging.getLogger(__name__)
 
 METRICS: tuple[str, ...] = ("accuracy", "macro_f1")
-
-
-def train_one(cfg: TrainConfig) -> dict[str, Any]:
-    """``run_training(cfg)`` with the data split ``cfg`` asks for (``group_by``; ``fold`` of ``folds``)."""
-    from training.train import run_training
-
-    with split_rule(SplitRule(group_by=cfg.group_by, folds=cfg.folds, fold=cfg.fold)):
-        return run_training(cfg)
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -46,14 +37,14 @@ def run_folds(cfg: TrainConfig) -> dict[str, Any]:
     """Train one run per fold in ``runs/<name>/fold<k>/`` and summarise them in ``runs/<name>/folds.json``.
 
     Returns:
-        The summary written to ``folds.json``: ``run_dir`` (``runs/<name>``), ``runs`` (per fold: run folder, test images, accuracy, macro-F1,
-        best validation accuracy) and ``accuracy`` / ``macro_f1`` (mean, std, min, max).
+        The summary written to ``folds.json``: ``run_dir`` (``runs/<name>``), ``runs`` (per fold: run folder, test
+        images, accuracy, macro-F1, best validation accuracy) and ``accuracy`` / ``macro_f1`` (mean, std, min, max).
 
     Raises:
         ConfigError: no ``folds``, ``--resume`` of the whole k-fold run, or a run folder that exists.
         training.data.DataError: bad data or split options (from the first fold, before anything trains).
     """
-    from training.train import check_run_dir
+    from training.train import check_run_dir, run_training
 
     if not cfg.folds:
         raise ConfigError("run_folds needs folds (fer-train --folds K)")
@@ -63,7 +54,7 @@ def run_folds(cfg: TrainConfig) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for k in range(1, cfg.folds + 1):
         log.info("fold %d of %d", k, cfg.folds)
-        summary = train_one(dataclasses.replace(cfg, project=str(base), name=f"fold{k}", fold=k))
+        summary = run_training(dataclasses.replace(cfg, project=str(base), name=f"fold{k}", fold=k))
         run_dir = Path(summary["run_dir"])
         report_path = run_dir / "report.json"
         if not report_path.is_file():

@@ -275,7 +275,8 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
 
     # data (uint8 faces on the device)
     data = load_data(cfg.data, cache_size=cfg.cache_size, equalize=cfg.equalize, skip_bad=cfg.skip_bad,
-                     seed=cfg.seed, subset=cfg.subset, cache_dir=cfg.cache_dir, progress=progress)
+                     seed=cfg.seed, subset=cfg.subset, cache_dir=cfg.cache_dir, progress=progress,
+                     split_rule=cfg.split_rule())
     classes, num_classes = tuple(data.classes), len(data.classes)
     meta = make_meta(cfg, data)
     train_split = data.train

@@ -138,7 +138,7 @@ def finish_job(cfg: Any, ckpt: dict[str, Any], run_dir: Path, result: dict[str, 
     meta = ModelMeta.from_dict(ckpt["meta"])
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
     data = load_data(cfg.data, cache_size=cfg.cache_size, equalize=cfg.equalize, seed=cfg.seed, subset=cfg.subset,
-                     cache_dir=cfg.cache_dir, progress=False)
+                     cache_dir=cfg.cache_dir, progress=False, split_rule=cfg.split_rule())
     model = build_model_from_checkpoint(ckpt).to(device)
     t = time.time()
     write_teacher_logits(model, data, meta.input_size, run_dir / "logits.npz", device, meta.model, meta.mean,

@@ -21,7 +21,7 @@ from .images import decode_all, parse_pixels, read_image
 from .pack import read_pack
 from .listing import SPLIT_DIRS, Listing, check_classes, subdirs
 from .specs import parse_spec
-from .splits import complete_splits, subset_indices
+from .splits import SplitRule, complete_splits, subset_indices
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ def load_one(
     cache_dir: Path,
     progress: bool,
     single: bool = False,
+    split_rule: SplitRule | None = None,
 ) -> FaceData:
     """Load one dataset spec (see :func:`load_data`); decodes only the chosen images with ``subset``.
 
@@ -90,7 +91,7 @@ def load_one(
         logger.info("%s: loaded from %s", path, cache_path or "the pack")
     else:
         listing, images, ok = read(source), None, None
-    split = complete_splits(listing, seed)
+    split = complete_splits(listing, seed, split_rule)
     chosen = [np.flatnonzero(split == code) for code in range(len(SPLITS))]
     if subset is not None:
         chosen = [idx[subset_indices(listing.labels[idx], subset, seed)] for idx in chosen]
@@ -145,6 +146,7 @@ def load_data(
     subset: int | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    split_rule: SplitRule | None = None,
 ) -> FaceData:
     """Load, decode (once, cached) and split one or more face datasets.
 
@@ -161,6 +163,8 @@ def load_data(
             dataset is cut first, then the merged splits.
         cache_dir: cache folder (default: :func:`training.data.cache.default_cache_dir`).
         progress: tqdm bar while decoding.
+        split_rule: how items whose split the layout leaves open are split (``--group-by``, ``--folds``):
+            :class:`training.data.splits.SplitRule`; default stratified 8:1:1.
 
     Raises:
         DataError: bad spec, unknown kind, missing path, bad layout or labels, unreadable image,
@@ -177,7 +181,8 @@ def load_data(
     parsed = [parse_spec(s) for s in specs]  # check every spec before the slow part
     folder = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     parts = [
-        load_one(kind, path, int(cache_size), equalize, skip_bad, seed, subset, folder, progress, len(parsed) == 1)
+        load_one(kind, path, int(cache_size), equalize, skip_bad, seed, subset, folder, progress, len(parsed) == 1,
+                 split_rule)
         for kind, path in parsed
     ]
     data = combine(parts)

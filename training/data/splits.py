@@ -22,12 +22,10 @@ rule was used and how many images and groups went to each split):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,24 +59,6 @@ class SplitRule:
     group_by: str | None = None
     folds: int | None = None
     fold: int | None = None
-
-
-_RULE: ContextVar[SplitRule] = ContextVar("split_rule", default=SplitRule())
-
-
-def current_rule() -> SplitRule:
-    """The rule :func:`complete_splits` uses when given none (set with :func:`split_rule`)."""
-    return _RULE.get()
-
-
-@contextlib.contextmanager
-def split_rule(rule: SplitRule) -> Iterator[SplitRule]:
-    """Make ``rule`` the split rule of every ``load_data`` inside the block (e.g. around ``run_training``)."""
-    token = _RULE.set(rule)
-    try:
-        yield rule
-    finally:
-        _RULE.reset(token)
 
 
 def parse_subject(file_name: str) -> str | None:
@@ -242,13 +222,13 @@ def complete_splits(listing: Listing, seed: int = 0, rule: SplitRule | None = No
     Args:
         listing: the dataset's items.
         seed: seed of every random choice.
-        rule: the split options; default :func:`current_rule`.
+        rule: the split options (default: none, the plain rules).
 
     Raises:
         DataError: a bad ``group_by`` (invalid, or not matching every name, or too few groups), folds on a layout
             that fixes every split, or more folds than groups / images of a class.
     """
-    rule = rule or current_rule()
+    rule = rule or SplitRule()
     split = listing.split.astype(np.int8).copy()
     if not needs_split(split) and not rule.folds:
         if rule.group_by:
