@@ -294,3 +294,43 @@ def test_help_has_examples(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "fer-export --checkpoint runs/" in text and "--int8 --calib-data fer2013=" in text
+
+
+
+def _three_layer_onnx(path: Path) -> Path:
+    """A small float32 model: conv 3->16, conv 16->32 (most of the weights), global pool, linear 32->7."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"conv_w": (16, 3, 3, 3), "mid_w": (32, 16, 3, 3), "fc_w": (32, 7)}
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
+             for name, shape in weights.items()]
+    inits.append(numpy_helper.from_array(rng.normal(0, 0.1, 16).astype(np.float32), "conv_b"))
+    nodes = [helper.make_node("Conv", ["input", "conv_w", "conv_b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "mid_w"], ["m"], name="mid", pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["m"], ["g"], name="pool"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "fc_w"], ["logits"], name="fc")]
+    graph = helper.make_graph(nodes, "three", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 7])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    model.metadata_props.add(key="fer.model", value='"three"')
+    onnx.save(model, str(path))
+    return path
+
+
+def test_store_fp16_halves_size_and_keeps_outputs(tmp_path):
+    """The middle conv (the first and last compute layers stay float32) is stored as float16: the file about
+    halves, the outputs stay within 1e-3 (rounded once, float32 arithmetic), the metadata stays."""
+    src, dst = _three_layer_onnx(tmp_path / "three.onnx"), tmp_path / "three_fp16.onnx"
+    assert onnx_graph.store_fp16_file(src, dst) == 1
+    stored = onnx.load(str(dst))
+    assert onnx_graph.fp16_stored(stored) and not onnx_graph.fp16_stored(onnx.load(str(src)))
+    assert {p.key: p.value for p in stored.metadata_props} == {"fer.model": '"three"', "weights_storage": "fp16"}
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    x = np.random.default_rng(2).uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32)
+    ref, out = _ort_logits(src, x), _ort_logits(dst, x)
+    assert np.abs(ref - out).max() <= 1e-3 and not np.array_equal(ref, out)
+    assert onnx_graph.store_fp16(stored) == 0  # stored already: nothing more to convert

@@ -1,7 +1,8 @@
 """ONNX graph work for ``fer-export``: the TorchScript export (with an affine-grid translation for opsets
 17-19), float16 conversion, and static int8 quantisation with the layers that must stay float.
 
-:func:`torch_export`, :func:`to_fp16` and :func:`to_int8` are what :func:`training.export.export_onnx` calls.
+:func:`torch_export`, :func:`to_fp16` and :func:`to_int8` are what :func:`training.export.export_onnx` calls;
+:func:`store_fp16` halves a float32 file's size without changing its arithmetic (the default for files that ship).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,62 @@ def to_fp16(src: Path, dst: Path) -> None:
     model.convert_float_to_float16(keep_io_types=True)  # also removes the Cast pairs it leaves behind
     model.topological_sort()  # the converter appends the input Casts at the end of the node list
     onnx.save(model.model, str(dst))
+
+
+FP16_MIN_ELEMENTS = 16
+"""Smallest float32 initializer :func:`store_fp16` stores in float16: scalars (a temperature, norm constants) stay
+float32, they cost nothing."""
+FP16_CAST_SUFFIX = "_fp16"
+
+
+def store_fp16(model, min_elements: int = FP16_MIN_ELEMENTS, keep: Iterable[str] = ()) -> int:
+    """Store a model's float32 weights as float16, each followed by a ``Cast`` back to float32 (in place).
+
+    Half the file size, the same fp32 arithmetic: ONNX Runtime constant-folds the Casts when it loads the model,
+    so the session holds float32 weights (rounded to float16 once) and runs exactly as fast. Tensors with fewer
+    than ``min_elements`` values, vectors (biases and norm scales: 0.5% of the weights, but rounding them took
+    the FER+ model's largest probability change on its test faces from 1.0e-3 to 1.4e-3), values beyond float16's
+    range, those of the layers int8 keeps float (:func:`int8_float_nodes`: the Spatial Transformer, whose grid moves
+    the whole image, the stem and the classifier: 1.03e-3 -> 1.00e-3) and those named in ``keep`` stay float32. Returns the number of tensors converted; a model stored so already is left as it is (0).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    stn = set(int8_float_nodes(model))  # the Spatial Transformer, the first and the last compute layer
+    keep = set(keep) | {i.name for i in graph.input}  # initializers that are also graph inputs can be overridden: leave them
+    keep |= {name for node in graph.node if node.name in stn for name in node.input}
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or init.name in keep:
+            continue
+        values = numpy_helper.to_array(init)
+        if values.size < min_elements or values.ndim < 2 or np.abs(values).max() > np.finfo(np.float16).max:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(values.astype(np.float16), name + FP16_CAST_SUFFIX))
+        casts.append(helper.make_node("Cast", [init.name], [name], to=TensorProto.FLOAT, name=f"{name}_to_fp32"))
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    return len(casts)
+
+
+def fp16_stored(model) -> bool:
+    """True when a model's weights are stored by :func:`store_fp16` (float16 initializers cast to float32)."""
+    from onnx import TensorProto
+
+    return any(i.data_type == TensorProto.FLOAT16 and i.name.endswith(FP16_CAST_SUFFIX) for i in model.graph.initializer)
+
+
+def store_fp16_file(src: str | Path, dst: str | Path) -> int:
+    """:func:`store_fp16` on a file, metadata kept (``weights_storage = fp16``); returns the tensors converted."""
+    import onnx
+
+    model = onnx.load(str(src))
+    props = {p.key: p.value for p in model.metadata_props}
+    count = store_fp16(model)
+    props["weights_storage"] = "fp16"
+    save_with_metadata(model, props, dst)
+    return count
 
 
 def fold_flip(src: Path, dst: Path) -> None:
