@@ -198,6 +198,8 @@ def run_window(plan_path: str | Path, out: str | Path, work: str | Path, scale: 
     """
     t0 = time.time()
     plan = load_plan(plan_path)
+    if (Path.cwd() / ".git").exists():  # in a checkout: what travelled must have fitted (a box has no .git)
+        log.info(check_travel(plan_path))
     out, work = Path(out), Path(work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -317,6 +319,38 @@ def host_info() -> dict[str, Any]:
     return info
 
 
+TRAVEL_LIMIT_MIB = 60.0
+"""What may travel to a GPU window: 64 MiB carry limit, less room for what the runner adds."""
+
+
+def travel_items(plan: dict[str, Any], root: Path) -> dict[str, int]:
+    """Bytes per path of what travels to a GPU box: git-tracked files, untracked files git does not ignore, and
+    the plan's data paths inside ``root`` (``packed=.device/pack/...``: ignored, carried on purpose)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    items = {name: (root / name).stat().st_size for name in listed if name and (root / name).is_file()}
+    specs = list(plan.get("data") or []) + [d for job in plan.get("jobs") or [] for d in job.get("data") or []]
+    for spec in specs:
+        path = (root / str(spec).partition("=")[2].split(":")[0]).resolve()
+        if not path.is_relative_to(root.resolve()) or not path.exists():
+            continue
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        for f in files:
+            items[str(f.relative_to(root.resolve()))] = f.stat().st_size
+    return items
+
+
+def check_travel(plan_path: str | Path, root: str | Path = ".", limit_mib: float = TRAVEL_LIMIT_MIB) -> str:
+    """One line with what would travel for a plan; raises ``ValueError`` naming the biggest items over the limit."""
+    items = travel_items(load_plan(plan_path), Path(root))
+    total = sum(items.values())
+    biggest = ", ".join(f"{name} {size / 2**20:.1f}" for name, size in sorted(items.items(), key=lambda kv: -kv[1])[:4])
+    line = f"travel {total / 2**20:.1f} MiB of {limit_mib:g} MiB ({len(items)} files; biggest, MiB: {biggest})"
+    if total > limit_mib * 2**20:
+        raise ValueError(f"too much to travel: {line}")
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.window", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -333,10 +367,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part-mib", type=float, default=PART_MIB)
     p.add_argument("--probe", type=float, default=None, metavar="SECONDS",
                    help="first time each job's step alone this long (default: the plan's probe, else none)")
+    p.add_argument("--check-travel", metavar="PLAN",
+                   help="say what would travel to the GPU box for PLAN (tracked + untracked files + its packs inside "
+                        f"the repo) and exit 2 over {TRAVEL_LIMIT_MIB:g} MiB")
     p.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job's config
     args = p.parse_args(argv)
     if args.job:
         return run_job(Path(args.job))
+    if args.check_travel:
+        try:
+            print(check_travel(args.check_travel))
+        except (ValueError, subprocess.CalledProcessError, OSError) as err:
+            print(f"window: error: {err}", file=sys.stderr)
+            return 2
+        return 0
     if not args.plan or not args.out:
         p.error("--plan and --out are required")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
