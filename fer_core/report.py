@@ -3,7 +3,8 @@
     fer-report faces.csv --out report.html        # fer-run's CSV/JSONL or the app's recording CSV
 
 Per tracked face: a timeline of every emotion's probability, the share of time each emotion was on top, and a
-summary table; for a folder of photos, one row per face and photo. Also writes ``summary.json`` beside the HTML.
+summary table; for a folder of photos, one row per face and photo. Also writes ``<report>.summary.json`` beside
+the HTML. A last row cut off (a recording that was killed) is skipped with a warning.
 The plots are drawn with matplotlib (installed with the app; ``pip install matplotlib`` otherwise) and embedded,
 so the file can be mailed or archived alone.
 """
@@ -16,8 +17,10 @@ import csv
 import html
 import io
 import json
+import logging
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,41 +30,100 @@ from fer_core.labels import class_color
 from fer_core.errors import FerError
 
 PROG = "fer-report"
+log = logging.getLogger(__name__)
 
 
 class ReportError(FerError):
     """A records file that is missing, empty or not fer-run / fer-app output."""
 
 
-def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _decode(path: Path) -> str:
+    """The file's text; a multi-byte character cut off at the very end is dropped with its row."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ReportError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        if b"\x00" not in data:
+            return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.reason == "unexpected end of data":
+            return data[:err.start].decode("utf-8")
+    raise ReportError(f"{path}: a binary file, not fer-run / fer-app records (CSV or JSON lines)")
+
+
+def _raw_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | None]]:
+    """(line number, row) pairs; the row is ``None`` where the line is not a whole row (too few or many
+    fields, not JSON)."""
+    out: list[tuple[int, dict[str, Any] | None]] = []
+    if path.suffix.lower() == ".jsonl":
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    row = None
+                out.append((i, row if isinstance(row, dict) else None))
+        return out
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, [])
+        for cells in reader:
+            if cells:
+                out.append((reader.line_num, dict(zip(header, cells)) if len(cells) == len(header) else None))
+    except csv.Error as err:
+        raise ReportError(f"{path}, line {reader.line_num}: {err}") from None
+    if header:
+        out.insert(0, (1, dict.fromkeys(header, "")))  # the header row, for the column names
+    return out
+
+
+def _convert(path: Path, line: int, row: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """``row`` with its numbers as numbers; ReportError names the line and column of one that is not."""
+    for column, kind in [("time_ms", float), ("track_id", int), ("frame", int)] + [(f"p_{x}", float) for x in labels]:
+        value = row.get(column)
+        try:
+            row[column] = kind(value)
+        except (TypeError, ValueError):
+            raise ReportError(f"{path}, line {line}, column {column}: {value!r} is not a number") from None
+    return row
+
+
+def read_records(path: str | Path, warn: Callable[[str], None] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows (numbers converted) and the class labels of a ``.csv`` or ``.jsonl`` records file.
 
+    A last row cut off (what a kill of the recorder leaves) is skipped with one ``warn`` message (default: a
+    logged warning).
+
     Raises:
-        ReportError: missing file, unknown suffix, no ``p_<label>`` columns.
+        ReportError: missing or binary file, unknown suffix, no ``p_<label>`` columns, a row that is not whole
+            or a field that is not a number (naming the line and column).
     """
     path = Path(path)
+    warn = warn or log.warning
     if not path.is_file():
         raise ReportError(f"records file not found: {path}")
-    try:
-        if path.suffix.lower() == ".jsonl":
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        elif path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        else:
-            raise ReportError(f"{path}: expected a .csv or .jsonl file from fer-run or fer-app")
-    except (OSError, json.JSONDecodeError, csv.Error) as err:
-        raise ReportError(f"cannot read {path}: {err}") from None
-    keys = list(rows[0]) if rows else []
+    if path.suffix.lower() not in (".csv", ".jsonl"):
+        raise ReportError(f"{path}: expected a .csv or .jsonl file from fer-run or fer-app")
+    text = _decode(path)
+    raw = _raw_rows(path, text)
+    is_csv = path.suffix.lower() == ".csv"
+    keys = list(next((row for _, row in raw if row), {}))
     labels = [k[2:] for k in keys if k.startswith("p_")]
-    if rows and (not labels or "track_id" not in keys or "time_ms" not in keys):
-        raise ReportError(f"{path}: not a fer-run / fer-app records file (no track_id, time_ms or p_<emotion>)")
-    for r in rows:
-        r["time_ms"] = float(r["time_ms"])
-        r["track_id"] = int(r["track_id"])
-        r["frame"] = int(r["frame"])
-        for label in labels:
-            r[f"p_{label}"] = float(r[f"p_{label}"])
+    if raw and (not labels or not {"track_id", "time_ms", "frame"} <= set(keys)):
+        raise ReportError(f"{path}: not a fer-run / fer-app records file (no frame, track_id, time_ms or p_<emotion>)")
+    body = raw[1:] if is_csv else raw
+    rows = []
+    for n, (line, row) in enumerate(body):
+        last = n == len(body) - 1 and not text.endswith("\n")
+        try:
+            if row is None:
+                raise ReportError(f"{path}, line {line}: not a whole row")
+            rows.append(_convert(path, line, row, labels))
+        except ReportError:
+            if not last:
+                raise
+            warn(f"{path}, line {line}: the last row is cut off (the recording was interrupted?); skipped")
     return rows, labels
 
 
@@ -167,20 +229,31 @@ def render(summary: dict[str, Any], images: dict[str, str], title: str) -> str:
     return "\n".join(parts)
 
 
-def write_report(records: str | Path, out: str | Path | None = None) -> Path:
-    """Read a records file and write ``out`` (default: ``<records>.html``) and ``summary.json`` beside it.
+def summary_path(out: str | Path) -> Path:
+    """The summary file of the report ``out``: ``<report stem>.summary.json`` beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.summary.json")
+
+
+def write_report(records: str | Path, out: str | Path | None = None,
+                 warn: Callable[[str], None] | None = None) -> Path:
+    """Read a records file and write ``out`` (default: ``<records>.html``) and its :func:`summary_path` beside it.
 
     Raises:
-        ReportError: unreadable or empty records, matplotlib missing.
+        ReportError: unreadable or empty records, an ``out`` that cannot be written, matplotlib missing.
     """
-    rows, labels = read_records(records)
+    rows, labels = read_records(records, warn)
     if not rows:
         raise ReportError(f"{records}: no faces were recorded, so there is nothing to report")
     summary = summarize(rows, labels)
     out = Path(out) if out else Path(records).with_suffix(".html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(summary, plots(rows, summary), f"Session report: {Path(records).name}"), encoding="utf-8")
-    (out.parent / "summary.json").write_text(json.dumps(summary, indent=1))
+    page = render(summary, plots(rows, summary), f"Session report: {Path(records).name}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+        summary_path(out).write_text(json.dumps(summary, indent=1))
+    except OSError as err:
+        raise ReportError(f"cannot write {out}: {err.strerror or err}") from None
     return out
 
 
@@ -191,11 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="the HTML file to write (default: beside the records, .html)")
     args = p.parse_args(argv)
     try:
-        out = write_report(args.records, args.out)
+        out = write_report(args.records, args.out, warn=lambda msg: print(f"{PROG}: warning: {msg}", file=sys.stderr))
     except FerError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out} and {out.parent / 'summary.json'}")
+    print(f"wrote {out} and {summary_path(out)}")
     return 0
 
 

@@ -357,7 +357,7 @@ def test_session_report_at_the_end_of_a_video(qtbot, video, tiny_onnx, face_mode
     qtbot.waitUntil(lambda: window.controls.report_button.isEnabled(), timeout=5000)
     with qtbot.waitSignal(window.report_ready, timeout=30000) as report:
         window.make_report()
-    summary = json.loads((Path(report.args[0]).parent / "summary.json").read_text())
+    summary = json.loads(Path(report.args[0]).with_suffix(".summary.json").read_text())
     assert summary["rows"] >= 2 * 90 and len(summary["faces"]) >= 2  # two faces through the 100 frames
     window.close()
 

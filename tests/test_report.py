@@ -1,4 +1,4 @@
-"""fer-report: per-face summary, share of time per emotion, a self-contained HTML page and summary.json, from
+"""fer-report: per-face summary, share of time per emotion, a self-contained HTML page and <report>.summary.json, from
 fer-run's CSV and JSONL (tracks of a video, and photos of a folder)."""
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ def test_html_and_summary_files(tmp_path, capsys):
     page = (tmp_path / "out" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3  # the share chart and one timeline per face
     assert "<b>happy</b>" in page and "<b>angry</b>" in page
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "report.summary.json").read_text())
     assert set(summary["faces"]) == {"#1", "#2"}
 
 
 def test_photos_are_faces_of_their_own(tmp_path):
     out = write_report(_records(tmp_path / "photos.jsonl", with_source=True))
-    summary = json.loads((out.parent / "summary.json").read_text())
+    summary = json.loads((out.parent / "photos.summary.json").read_text())
     assert len(summary["faces"]) == 20 and "p3.jpg #1" in summary["faces"]
 
 
@@ -65,3 +65,54 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     FaceRecordWriter(empty, LABELS).close()
     with pytest.raises(ReportError, match="no faces"):
         write_report(empty)
+
+
+def test_each_report_has_its_own_summary(tmp_path, capsys):
+    records = _records(tmp_path / "faces.csv")
+    assert main([str(records), "--out", str(tmp_path / "a.html")]) == 0
+    assert main([str(records), "--out", str(tmp_path / "b.html")]) == 0
+    assert (tmp_path / "a.summary.json").is_file() and (tmp_path / "b.summary.json").is_file()
+    assert not (tmp_path / "summary.json").exists()
+    assert "b.summary.json" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_cut_off_last_row_is_skipped_with_one_warning(tmp_path, capsys, suffix):
+    records = _records(tmp_path / f"faces{suffix}")
+    data = records.read_bytes()
+    records.write_bytes(data[:-25])  # what a kill mid-write leaves: half a row, no newline
+    assert main([str(records), "--out", str(tmp_path / "r.html")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warning" in err[0] and "cut off" in err[0]
+    summary = json.loads((tmp_path / "r.summary.json").read_text())
+    assert summary["rows"] == 19
+
+
+def test_a_non_numeric_field_names_file_line_and_column(tmp_path, capsys):
+    records = _records(tmp_path / "faces.csv")
+    lines = records.read_text().splitlines(keepends=True)
+    head = lines[0].rstrip().split(",")
+    cells = lines[3].rstrip("\r\n").split(",")
+    cells[head.index("p_happy")] = "abc"
+    lines[3] = ",".join(cells) + "\r\n"
+    records.write_text("".join(lines))
+    assert main([str(records)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "faces.csv" in err[0] and "line 4" in err[0] and "p_happy" in err[0]
+    assert "'abc'" in err[0]
+
+
+def test_a_binary_file_is_one_line(tmp_path, capsys):
+    blob = tmp_path / "faces.csv"
+    blob.write_bytes(bytes(range(256)) * 8)
+    assert main([str(blob)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "faces.csv" in err[0] and "Traceback" not in err[0]
+
+
+def test_an_unwritable_out_is_one_line(tmp_path, capsys):
+    records = _records(tmp_path / "faces.csv")
+    (tmp_path / "afile").write_text("x")
+    assert main([str(records), "--out", str(tmp_path / "afile" / "report.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0] and "report.html" in err[0]
