@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from fer_core.errors import FerError
+from fer_core.image_input import as_bgr_uint8
 from fer_core.pipeline import FaceResult, FrameResult, Pipeline
 from fer_core.sources import FrameSource, ImageSource, open_source
 
@@ -100,6 +102,7 @@ class EmotionRecognizer(Pipeline):
     def __init__(self, model: str | Path | None = None, provider: str = "auto", face_model: str | Path | None = None,
                  small_faces: bool = False, smoothing: float = 0.6, align: bool = True, min_confidence: float = 0.5,
                  uncertain_below: float = 0.4, equalize: bool = True, running_mode: str = "video") -> None:
+        self._closed = False
         super().__init__(model_path=model, provider=provider, face_model=face_model, min_confidence=min_confidence,
                          smoothing=smoothing, equalize=equalize, running_mode=running_mode, small_faces=small_faces,
                          align=align, uncertain_below=uncertain_below)
@@ -116,10 +119,28 @@ class EmotionRecognizer(Pipeline):
                     uncertain=bool(f.uncertain))
 
     def predict(self, image: np.ndarray) -> list[Face]:
-        """The faces of one image (BGR, BGRA or grey uint8), on its own: no tracking, no smoothing."""
-        if not isinstance(image, np.ndarray):
-            raise TypeError(f"predict() takes a numpy image (H, W[, C]) uint8, got {type(image).__name__}")
-        return self.faces(self.process(image, still=True), still=True)
+        """The faces of one image, on its own: no tracking, no smoothing.
+
+        Args:
+            image: a numpy image, BGR (H, W, 3), BGRA (H, W, 4) or grey (H, W); uint8, float in [0, 1] (x255),
+                float in [0, 255], uint16 (>> 8) or other integers in 0..255 (see :mod:`fer_core.image_input`).
+
+        Raises:
+            TypeError: not a numpy array.
+            FerError: an array that is no image (bool, NaN or inf, not 2-D / 3-D, empty, out of range), or the
+                recogniser is closed.
+        """
+        self._check_open()
+        return self.faces(self.process(as_bgr_uint8(image), still=True), still=True)
+
+    def close(self) -> None:
+        """Release the face detector; :meth:`predict` and :meth:`stream` raise :class:`FerError` afterwards."""
+        self._closed = True
+        super().close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FerError("this EmotionRecognizer is closed (after close() or its with-block); make a new one")
 
     def stream(self, source: str | int | Path | FrameSource) -> Iterator[StreamFrame]:
         """Frames and their faces from a camera index, a video file, an image, a folder of photos or a URL.
@@ -128,8 +149,9 @@ class EmotionRecognizer(Pipeline):
         a camera are tracked (``Face.track_id``) and smoothed. A source opened here is closed at the end.
 
         Raises:
-            FerError: the source does not exist or cannot be read.
+            FerError: the source does not exist or cannot be read, or the recogniser is closed.
         """
+        self._check_open()
         src = source if isinstance(source, FrameSource) else open_source(source)
         still = isinstance(src, ImageSource)
         self.reset()

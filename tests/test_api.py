@@ -71,3 +71,48 @@ def test_errors_are_one_family(rec, tmp_path):
         EmotionRecognizer(model=tmp_path / "missing.onnx")
     with pytest.raises(FerError, match="not found"):
         list(rec.stream(tmp_path / "nope.mp4"))
+
+
+@pytest.mark.parametrize("convert", [
+    lambda im: im.astype(np.float32) / 255,              # float in [0, 1]
+    lambda im: im.astype(np.float64),                    # float in [0, 255]
+    lambda im: im.astype(np.uint16) * 257,               # uint16 (x257 maps 0..255 onto 0..65535)
+    lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2GRAY),     # 2-D grey
+    lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2BGRA),     # 4 channels
+])
+def test_predict_converts_what_it_can(rec, convert):
+    faces = rec.predict(convert(_photo()))
+    assert len(faces) == 1 and 170 <= faces[0].box[0] + faces[0].box[2] / 2 <= 470
+
+
+def test_as_bgr_uint8_values():
+    from fer_core.image_input import as_bgr_uint8
+
+    assert as_bgr_uint8(np.array([[0.0, 0.5, 1.0]])).tolist() == [[[0, 0, 0], [128, 128, 128], [255, 255, 255]]]
+    assert as_bgr_uint8(np.array([[0.0, 2.0, 254.6]])).tolist() == [[[0, 0, 0], [2, 2, 2], [255, 255, 255]]]
+    assert as_bgr_uint8(np.array([[65535, 256]], np.uint16))[0, :, 0].tolist() == [255, 1]
+    bgra = np.zeros((2, 2, 4), np.uint8)
+    bgra[..., 2] = 200
+    assert as_bgr_uint8(bgra)[0, 0].tolist() == [0, 0, 200]
+
+
+@pytest.mark.parametrize("image, match", [
+    (np.ones((48, 48), bool), "bool"),
+    (np.full((48, 48, 3), np.nan, np.float32), "NaN"),
+    (np.full((48, 48, 3), np.inf), "NaN"),
+    (np.zeros((1, 48, 48, 3, 1), np.uint8), "5-D"),
+    (np.zeros((48, 48, 2), np.uint8), "channels"),
+    (np.zeros((0, 48, 3), np.uint8), "empty"),
+    (np.full((48, 48), 300.0), "outside"),
+])
+def test_predict_refuses_what_it_cannot_read(rec, image, match):
+    with pytest.raises(FerError, match=match) as info:
+        rec.predict(image)
+    assert "\n" not in str(info.value)
+
+
+def test_predict_after_close_is_an_error(face_model_path):
+    r = EmotionRecognizer(face_model=face_model_path, provider="cpu")
+    r.close()
+    with pytest.raises(FerError, match="closed"):
+        r.predict(_photo())
