@@ -85,3 +85,21 @@ def test_shipped_teacher_logits_are_8_bit():
         with np.load(path) as z:
             assert "logits_q" in z.files and z["logits_q"].dtype == np.uint8, path
         assert len(read_teacher_logits(path)["files"]) > 30000
+
+
+@pytest.mark.parametrize("codec", ["webp", "avif"])
+def test_pack_codecs_read_back_the_same_faces(codec, fer2013_root, tmp_path):
+    from training.data import load_data
+    from training.data.pack import pack_dataset
+
+    out = tmp_path / codec
+    jpeg = pack_dataset(f"fer2013={fer2013_root}", out, subset=4, progress=False)
+    stats = pack_dataset(f"fer2013={fer2013_root}", out, subset=4, progress=False, codec=codec, quality=85)
+    assert stats["codec"] == codec and stats["mean_abs_error"] < 3.0 and stats["bytes"] < jpeg["bytes"] * 1.5
+    assert sorted(p.name for p in out.iterdir()) == ["faces." + codec, "index.npz", "pack.json"]
+    packed = load_data([f"packed={out}"], equalize=False, progress=False)
+    folder = load_data([f"fer2013={fer2013_root}"], equalize=False, subset=4, cache_dir=tmp_path, progress=False)
+    for name in ("train", "val", "test"):
+        a, b = packed.split(name), folder.split(name)
+        assert [Path(f).name for f in a.files] == [Path(f).name for f in b.files] and (a.labels == b.labels).all()
+        assert np.abs(a.images.astype(int) - b.images.astype(int)).mean() < 3.0

@@ -6,8 +6,9 @@ a multiple of 8, so JPEG's 8x8 blocks never straddle two faces, and ``index.npz`
 found (classes, file names, labels, fixed splits, FER+ vote distributions). Loading it gives the same images,
 labels and splits as the folder it came from, up to JPEG's re-encoding error, which :func:`pack_dataset` measures
 and records. FER2013 as progressive JPEG: 35 MB and 1.3 grey levels of mean error at the default quality 93; 37 MB
-and 0.8 at quality 94, which the first GPU window used. What travels to a GPU box (tracked files + pack) must stay
-under 64 MiB: check with ``git ls-files -z | xargs -0 du -cb | tail -1`` plus the pack's size.
+and 0.8 at quality 94, which the first GPU window used; ``--codec avif --quality 85``: 25.8 MB at 1.59 levels (see
+:data:`CODECS`). What travels to a GPU box (tracked files + pack) must stay under 60 MiB: check with
+``python -m training.window --check-travel PLAN``.
 
     python -m training.data.pack --data fer2013=../shared/data/fer2013 --out runs/pack/fer2013
 """
@@ -28,13 +29,23 @@ from .listing import Listing
 
 log = logging.getLogger(__name__)
 
-MOSAIC, INDEX = "faces.jpg", "index.npz"
+MOSAIC, INDEX = "faces.jpg", "index.npz"  # MOSAIC: the JPEG name; see mosaic_path
 COLUMNS = 64
+CODECS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}
+"""Mosaic codecs, measured on the first 8192 FER2013 faces (MB scaled to all 35,887; mean grey-level error):
+JPEG q85 24.4 / 2.90, q90 31.0 / 2.50, q93 35.2 / 1.30; WebP q85 23.7 / 2.11, q90 28.7 / 1.54; AVIF q70 17.8 /
+2.84, q80 22.9 / 2.01, q85 25.8 / 1.59, q90 31.2 / 0.97 (AVIF encodes ~6 s per 1,000 faces on 2 cores)."""
+
+
+def mosaic_path(path: Path) -> Path | None:
+    """The mosaic file of a pack folder (``faces.jpg``, ``faces.webp`` or ``faces.avif``), or None."""
+    found = [path / f"faces{ext}" for ext in CODECS.values() if (path / f"faces{ext}").is_file()]
+    return found[0] if found else None
 
 
 def is_pack(path: Path) -> bool:
     """True for a folder holding a pack."""
-    return (path / MOSAIC).is_file() and (path / INDEX).is_file()
+    return mosaic_path(path) is not None and (path / INDEX).is_file()
 
 
 def to_mosaic(images: np.ndarray, columns: int = COLUMNS) -> np.ndarray:
@@ -54,14 +65,15 @@ def from_mosaic(mosaic: np.ndarray, n: int, size: int) -> np.ndarray:
 
 
 def pack_dataset(spec: str, out: str | Path, size: int = 48, quality: int = 93, subset: int | None = None,
-                 seed: int = 0, progress: bool = True) -> dict:
+                 seed: int = 0, progress: bool = True, codec: str = "jpeg") -> dict:
     """Decode a dataset spec and write it as a pack in the folder ``out``.
 
     Args:
         spec: ``KIND=PATH`` as for :func:`training.data.load_data` (fer2013, ferplus, ferplus_soft, ...).
         out: output folder (created).
         size: tile side, the cache size the loaders use (a multiple of 8).
-        quality: JPEG quality of the mosaic.
+        quality: quality of the mosaic (JPEG, WebP or AVIF scale, 0-100).
+        codec: ``jpeg``, ``webp`` or ``avif`` (see :data:`CODECS` for their sizes and errors).
         subset: keep this many images per split (stratified, seeded), for tests.
         seed: seed of the subset and of splits the layout does not fix.
         progress: progress bar while decoding.
@@ -78,6 +90,8 @@ def pack_dataset(spec: str, out: str | Path, size: int = 48, quality: int = 93, 
 
     if size % 8:
         raise DataError(f"the pack's tile size must be a multiple of 8, got {size}")
+    if codec not in CODECS:
+        raise DataError(f"unknown mosaic codec '{codec}': choose {', '.join(CODECS)}")
     kind, path = parse_spec(spec)
     _, source, read = choose_reader(kind, path)
     listing = read(source)
@@ -92,11 +106,16 @@ def pack_dataset(spec: str, out: str | Path, size: int = 48, quality: int = 93, 
         raise DataError(f"{bad}: unreadable image ({int((~ok).sum())} in {path}); fix or remove it before packing")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_OPTIMIZE, 1]
-    good, buf = cv2.imencode(".jpg", to_mosaic(images), params)
+    params = {"jpeg": [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_PROGRESSIVE, 1,
+                       cv2.IMWRITE_JPEG_OPTIMIZE, 1],
+              "webp": [cv2.IMWRITE_WEBP_QUALITY, int(quality)],
+              "avif": [cv2.IMWRITE_AVIF_QUALITY, int(quality), cv2.IMWRITE_AVIF_SPEED, 6]}[codec]
+    good, buf = cv2.imencode(CODECS[codec], to_mosaic(images), params)
     if not good:
         raise DataError(f"could not encode the mosaic of {len(images)} faces")
-    buf.tofile(out / MOSAIC)
+    for ext in CODECS.values():
+        (out / f"faces{ext}").unlink(missing_ok=True)  # one mosaic per pack
+    buf.tofile(out / f"faces{CODECS[codec]}")
     root = path.resolve()
     files = [str(Path(listing.files[i]).resolve().relative_to(root)) if Path(listing.files[i]).is_absolute()
              else listing.files[i] for i in keep]
@@ -109,7 +128,8 @@ def pack_dataset(spec: str, out: str | Path, size: int = 48, quality: int = 93, 
     back = from_mosaic(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), len(images), size)
     err = np.abs(back.astype(np.int16) - images.astype(np.int16))
     stats = {"images": len(images), "bytes": int(buf.size + (out / INDEX).stat().st_size),
-             "mean_abs_error": float(err.mean()), "max_abs_error": int(err.max()), "quality": int(quality)}
+             "mean_abs_error": float(err.mean()), "max_abs_error": int(err.max()), "quality": int(quality),
+             "codec": codec}
     (out / "pack.json").write_text(json.dumps(dict(stats, kind=kind, source=str(path)), indent=1))
     return stats
 
@@ -122,7 +142,7 @@ def read_pack(path: str | Path, equalize: bool) -> tuple[str, Listing, np.ndarra
     """
     path = Path(path)
     if not is_pack(path):
-        raise DataError(f"{path}: not a dataset pack (expected {MOSAIC} and {INDEX}; make one with "
+        raise DataError(f"{path}: not a dataset pack (expected faces.jpg/.webp/.avif and {INDEX}; make one with "
                         "python -m training.data.pack)")
     try:
         with np.load(path / INDEX, allow_pickle=False) as z:
@@ -131,9 +151,10 @@ def read_pack(path: str | Path, equalize: bool) -> tuple[str, Listing, np.ndarra
                               split=z["split"], soft=z["soft"] if "soft" in z.files else None)
     except (OSError, ValueError, KeyError) as err:
         raise DataError(f"{path / INDEX}: damaged pack index: {err}") from None
-    mosaic = cv2.imdecode(np.fromfile(path / MOSAIC, np.uint8), cv2.IMREAD_GRAYSCALE)
+    mosaic_file = mosaic_path(path)
+    mosaic = cv2.imdecode(np.fromfile(mosaic_file, np.uint8), cv2.IMREAD_GRAYSCALE)
     if mosaic is None or mosaic.shape[0] * mosaic.shape[1] < len(listing) * size * size:
-        raise DataError(f"{path / MOSAIC}: damaged or truncated mosaic")
+        raise DataError(f"{mosaic_file}: damaged or truncated mosaic")
     images = from_mosaic(mosaic, len(listing), size)
     if equalize:
         images = np.stack([cv2.equalizeHist(im) for im in images]) if len(images) else images
@@ -146,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="KIND=PATH, e.g. fer2013=../shared/data/fer2013")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quality", type=int, default=93, help="JPEG quality of the mosaic (default 93)")
+    p.add_argument("--codec", choices=tuple(CODECS), default="jpeg", help="mosaic codec (default jpeg)")
+    p.add_argument("--quality", type=int, default=93, help="quality of the mosaic, 0-100 (default 93)")
     p.add_argument("--subset", type=int, help="images per split (tests)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
-        stats = pack_dataset(args.data, args.out, quality=args.quality, subset=args.subset, seed=args.seed)
+        stats = pack_dataset(args.data, args.out, quality=args.quality, subset=args.subset, seed=args.seed,
+                             codec=args.codec)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
