@@ -69,6 +69,18 @@ def read_image(path: str | Path, unchanged: bool = False) -> np.ndarray | None:
     return img if img is not None and img.size else None
 
 
+SHORTFALL_FRAMES = 5  # containers' frame counts are estimates: a few frames short is a whole file
+SHORTFALL_SHARE = 0.02
+
+
+def ended_early(frames_read: int, expected: int | None) -> bool:
+    """Whether a file that gave ``frames_read`` frames ended early (truncated or damaged), given the count its
+    container announces: only a shortfall of more than ``max(SHORTFALL_FRAMES, SHORTFALL_SHARE * expected)``."""
+    if not expected:
+        return False
+    return expected - frames_read > max(SHORTFALL_FRAMES, SHORTFALL_SHARE * expected)
+
+
 class FrameSource:
     """Base class: an iterable of ``(frame_index, timestamp_ms, frame_bgr)``.
 
@@ -178,7 +190,7 @@ class CaptureSource(FrameSource):
     def _check_complete(self, frames_read: int) -> None:
         """A file that ends well before the frame count its container announces is truncated or damaged."""
         expected = self.frame_count
-        if expected and frames_read < expected - max(2, expected // 50):
+        if ended_early(frames_read, expected):
             self.error = (f"{self.name} ended early: {frames_read} of the {expected} frames its container "
                           "announces could be read (the file is truncated or damaged)")
             log.warning(self.error)

@@ -160,3 +160,43 @@ def test_live_source_stopping_mid_stream_ends_with_error():
 def test_live_source_without_any_frame_is_an_error():
     with pytest.raises(SourceError, match="no frame could be read"):
         CaptureSource(FakeCapture(good=0), "camera 3", is_live=True, max_failed_reads=2)
+
+
+class AnnouncedCount:
+    """A real video capture whose container announces ``extra`` more frames than the file holds (containers'
+    counts are estimates)."""
+
+    def __init__(self, path: Path, extra: int) -> None:
+        self.cap, self.extra = cv2.VideoCapture(str(path)), extra
+
+    def read(self):
+        return self.cap.read()
+
+    def get(self, prop):
+        value = self.cap.get(prop)
+        return value + self.extra if prop == cv2.CAP_PROP_FRAME_COUNT else value
+
+    def release(self):
+        self.cap.release()
+
+
+def test_a_few_frames_short_of_the_announced_count_is_not_damage(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", n=10)
+    with CaptureSource(AnnouncedCount(path, extra=3), str(path), is_live=False) as src:
+        assert src.frame_count == 13 and len(list(src)) == 10
+    assert src.error is None
+
+
+def test_a_large_shortfall_is_ended_early(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", n=10)
+    with CaptureSource(AnnouncedCount(path, extra=6), str(path), is_live=False) as src:
+        assert len(list(src)) == 10
+    assert src.error and "ended early" in src.error and "10 of the 16" in src.error
+
+
+def test_ended_early_rule():
+    from fer_core.sources import ended_early
+
+    assert not ended_early(100, 103) and not ended_early(100, 105) and ended_early(100, 106)
+    assert not ended_early(980, 1000) and ended_early(979, 1000)  # 2% of 1000 = 20 frames
+    assert not ended_early(5, None) and not ended_early(10, 10)
