@@ -334,3 +334,17 @@ def test_store_fp16_halves_size_and_keeps_outputs(tmp_path):
     ref, out = _ort_logits(src, x), _ort_logits(dst, x)
     assert np.abs(ref - out).max() <= 1e-3 and not np.array_equal(ref, out)
     assert onnx_graph.store_fp16(stored) == 0  # stored already: nothing more to convert
+
+
+def test_export_with_fp16_storage(trained, faces, tmp_path):
+    out = tmp_path / f"{trained['name']}_stored.onnx"
+    result = export_onnx(trained["ckpt"], out, fp16_storage=True, verify_faces=faces["x"], progress=False)
+    checks = result["verify"]
+    assert result["passed"] and result["precision"] == "fp32" and result["fp16_storage"]
+    assert checks["fp16_storage"]["max_abs_diff"] <= export.FP16_STORAGE_MAX_ABS_DIFF
+    assert checks["fp16_storage"]["top1_agreement"] >= 0.99
+    model = onnx.load(str(out))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert onnx_graph.fp16_stored(model) and props["weights_storage"] == "fp16" and props["fer.labels"]
+    with pytest.raises(export.ExportError, match="fp16-storage"):
+        export_onnx(trained["ckpt"], tmp_path / "x.onnx", fp16=True, fp16_storage=True, progress=False)
