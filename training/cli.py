@@ -373,6 +373,9 @@ def export_parser() -> argparse.ArgumentParser:
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="float16 weights and compute (float32 input/output)")
     precision.add_argument("--int8", action="store_true", help="static int8 quantisation (QDQ, per-channel)")
+    precision.add_argument("--fp16-storage", action="store_true",
+                           help="float32 model with its weights stored as float16 (half the file; ONNX Runtime "
+                                "casts them back at load, so speed and arithmetic stay float32)")
     parser.add_argument("--calib-data", action="append", metavar="SPEC",
                         help="faces for int8 calibration, e.g. fer2013=PATH (repeatable)")
     parser.add_argument("--calib-images", type=int, default=500, help="calibration faces (default 500)")
@@ -400,6 +403,7 @@ def export_main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         result = export_onnx(args.checkpoint, args.out, weights=args.weights, fp16=args.fp16, int8=args.int8,
+                             fp16_storage=args.fp16_storage,
                              calib_specs=args.calib_data, opset=args.opset, verify_specs=args.verify_data,
                              verify_images=args.verify_images, calib_images=args.calib_images,
                              progress=not args.no_progress)

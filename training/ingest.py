@@ -53,11 +53,12 @@ def tta_modes(flip_built_in: bool) -> str:
 
 def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | Path | None = None,
            prefix: str = "", verify_images: int = 500, subset: int | None = None,
-           progress: bool = False, flip: bool = False) -> dict[str, Any]:
+           progress: bool = False, flip: bool = False, fp16_storage: bool = True) -> dict[str, Any]:
     """Check, unpack, rebuild and measure a window's results. Returns the figures per job.
 
     With ``flip`` each ONNX file gets mirror averaging built in before calibration; its accuracy is then
-    reported under ``"flip"`` only (a plain pass no longer exists in the file).
+    reported under ``"flip"`` only (a plain pass no longer exists in the file). With ``fp16_storage`` (the default
+    for files that ship) the weights are stored as float16 and cast back at load: half the file, fp32 arithmetic.
     """
     from training.calibrate import calibrate
     from training.evaluate import evaluate_onnx
@@ -88,7 +89,7 @@ def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | P
         restore_checkpoint(weights, job_dir / "best.pt")
         onnx_path = job_dir / f"{name}.onnx"
         figures = export_onnx(job_dir / "best.pt", onnx_path, verify_specs=data, verify_images=verify_images,
-                              progress=progress)
+                              progress=progress, fp16_storage=fp16_storage)  # half the file, fp32 arithmetic
         row["verify"] = figures.get("verify")
         row["weights"] = figures.get("weights_file")  # <job>.safetensors, for fer-train --init
         cal = calibrate(onnx_path, data, subset=subset, progress=progress, flip=flip)
