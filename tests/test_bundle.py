@@ -73,3 +73,14 @@ def test_packed_int8_weights_come_home_as_float32(tmp_path):
     (out / summary["bundle"]["parts"][0]["file"]).write_bytes(b"damaged")
     with pytest.raises(BundleError, match="sha256"):
         read_bundle(out)
+
+
+def test_ingest_refuses_a_job_the_window_did_not_run(tmp_path):
+    from training.ingest import ingest
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    _job(work, "rt_atto", 1)
+    pack(out, work, ["rt_atto"], {"jobs": {"rt_atto": {}}}, 4 * 2**20, 2**20)
+    with pytest.raises(BundleError, match="no job fp_atto in this window .jobs: rt_atto"):
+        ingest(out, ["fer2013=unused"], tmp_path / "runs", jobs=["fp_atto"])

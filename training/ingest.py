@@ -53,12 +53,14 @@ def tta_modes(flip_built_in: bool) -> str:
 
 def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | Path | None = None,
            prefix: str = "", verify_images: int = 500, subset: int | None = None,
-           progress: bool = False, flip: bool = False, fp16_storage: bool = True) -> dict[str, Any]:
+           progress: bool = False, flip: bool = False, fp16_storage: bool = True,
+           jobs: list[str] | None = None) -> dict[str, Any]:
     """Check, unpack, rebuild and measure a window's results. Returns the figures per job.
 
     With ``flip`` each ONNX file gets mirror averaging built in before calibration; its accuracy is then
     reported under ``"flip"`` only (a plain pass no longer exists in the file). With ``fp16_storage`` (the default
     for files that ship) the weights are stored as float16 and cast back at load: half the file, fp32 arithmetic.
+    ``jobs``: only these jobs (those trained on other labels are ingested in another call, with their data).
     """
     from training.calibrate import calibrate
     from training.evaluate import evaluate_onnx
@@ -70,7 +72,13 @@ def ingest(out: str | Path, data: list[str], runs: str | Path, teachers: str | P
     if (out / "logs.tar.gz").is_file():
         extract((out / "logs.tar.gz").read_bytes(), runs, gz=True)
     results: dict[str, Any] = {}
+    unknown = sorted(set(jobs or ()) - set(summary.get("jobs", {})))
+    if unknown:
+        raise BundleError(f"{out}: no job {', '.join(unknown)} in this window (jobs: "
+                          f"{', '.join(summary.get('jobs', {}))})")
     for name, job in summary.get("jobs", {}).items():
+        if jobs and name not in jobs:
+            continue
         job_dir = runs / name
         row: dict[str, Any] = {"window": {k: (job.get("result") or {}).get(k) for k in
                                           ("status", "best_val_acc", "test", "model", "img_size")},
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs/window", help="where the jobs' folders go")
     p.add_argument("--teachers", help="folder for the teacher logits, e.g. models/teachers")
     p.add_argument("--prefix", default="", help="prefix of the teacher-logit file names, e.g. fer2013_")
+    p.add_argument("--jobs", help="only these jobs, comma-separated (e.g. the FER+ ones, with --data ferplus_majority=...)")
     p.add_argument("--subset", type=int, help="evaluate N faces per split only (quick checks)")
     p.add_argument("--flip", action="store_true",
                    help="build mirror averaging into each model before calibrating it, as the shipped models have "
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         results = ingest(args.out, args.data, args.runs, args.teachers, args.prefix, subset=args.subset,
-                         flip=args.flip)
+                         flip=args.flip, jobs=[j.strip() for j in args.jobs.split(",")] if args.jobs else None)
     except (BundleError, DataError, EvalError, ExportError, VerificationError) as err:
         print(f"ingest: error: {err}", file=sys.stderr)
         return 2
