@@ -44,6 +44,14 @@ def test_travel_over_the_limit_refuses_naming_the_biggest(tmp_path):
         window.check_travel(root / "plan.yaml", root, limit_mib=limit)
 
 
+def test_a_missing_pack_is_named_before_a_window_starts(tmp_path):
+    root = _repo(tmp_path)
+    (root / "plan.yaml").write_text("data: [packed=.device/pack/fer2013]\njobs:\n  - {name: a, budget: 10}\n"
+                                    "  - {name: b, budget: 10, data: [packed_ferplus_soft=.device/pack/other]}\n")
+    with pytest.raises(ValueError, match=r"pack \.device/pack/other is missing"):
+        window.check_travel(root / "plan.yaml", root)
+
+
 def test_check_travel_command(tmp_path, capsys, monkeypatch):
     root = _repo(tmp_path)
     monkeypatch.chdir(root)

@@ -325,14 +325,24 @@ TRAVEL_LIMIT_MIB = 60.0
 
 def travel_items(plan: dict[str, Any], root: Path) -> dict[str, int]:
     """Bytes per path of what travels to a GPU box: git-tracked files, untracked files git does not ignore, and
-    the plan's data paths inside ``root`` (``packed=.device/pack/...``: ignored, carried on purpose)."""
+    the plan's data paths inside ``root`` (``packed=.device/pack/...``: ignored, carried on purpose).
+
+    Raises:
+        ValueError: a pack the plan names inside ``root`` does not exist.
+    """
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                             capture_output=True, check=True).stdout.decode().split("\0")
     items = {name: (root / name).stat().st_size for name in listed if name and (root / name).is_file()}
     specs = list(plan.get("data") or []) + [d for job in plan.get("jobs") or [] for d in job.get("data") or []]
     for spec in specs:
-        path = (root / str(spec).partition("=")[2].split(":")[0]).resolve()
-        if not path.is_relative_to(root.resolve()) or not path.exists():
+        kind, _, where = str(spec).partition("=")
+        path = (root / where.split(":")[0]).resolve()
+        if not path.is_relative_to(root.resolve()):
+            continue
+        if not path.exists():
+            if kind.startswith("packed"):
+                raise ValueError(f"the plan's pack {where} is missing: build it first (python -m training.data.pack "
+                                 "--help; the plan's comments give the command)")
             continue
         files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
         for f in files:
