@@ -82,6 +82,16 @@ def majority(votes: np.ndarray, strict: bool = False) -> tuple[np.ndarray, np.nd
     return winner, keep
 
 
+def targets(votes: np.ndarray, strict: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(keep, labels, soft)`` of (N, 10) vote counts: the rows the rule keeps, their canonical labels and
+    their vote distributions over the canonical classes (see the module docstring)."""
+    winner, keep = majority(votes, strict)
+    emotions = votes[keep, :N_EMOTIONS]
+    soft = np.zeros((len(emotions), len(CANONICAL_CLASSES)), dtype=np.float32)
+    soft[:, TO_CANONICAL] = emotions / emotions.sum(axis=1, keepdims=True)
+    return keep, TO_CANONICAL[winner[keep]].astype(np.int64), soft
+
+
 def read_ferplus(root: Path, strict: bool = False) -> Listing:
     """List FER+ (see the module docstring); ``soft`` always holds the vote distributions.
 
@@ -102,14 +112,11 @@ def read_ferplus(root: Path, strict: bool = False) -> Listing:
         if not label_csv.is_file():
             raise DataError(f"{folder}: label.csv is missing (FER+ vote counts)")
         names, votes = read_votes(label_csv)
-        winner, keep = majority(votes, strict)
-        emotions = votes[keep, :N_EMOTIONS]
-        dist = np.zeros((len(emotions), len(CANONICAL_CLASSES)), dtype=np.float32)
-        dist[:, TO_CANONICAL] = emotions / emotions.sum(axis=1, keepdims=True)
+        keep, hard, dist = targets(votes, strict)
         files.extend(str(folder / n) for n, k in zip(names, keep) if k)
-        labels.append(TO_CANONICAL[winner[keep]])
+        labels.append(hard)
         soft.append(dist)
-        split.append(np.full(len(emotions), code, dtype=np.int8))
+        split.append(np.full(len(hard), code, dtype=np.int8))
     return Listing(
         classes=CANONICAL_CLASSES,
         files=files,

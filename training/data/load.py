@@ -77,8 +77,8 @@ def load_one(
 
     ``single``: the only spec, so it must hold at least two classes with images (a merged spec may add one class).
     """
-    if kind == "packed":  # a pack is decoded already: no reader, no cache
-        kind, listing, images = read_pack(path, equalize)
+    if kind.startswith("packed"):  # a pack is decoded already: no reader, no cache; packed_<view>: FER+ views
+        kind, listing, images = read_pack(path, equalize, kind.removeprefix("packed").lstrip("_") or None)
         if images.shape[1] != cache_size:
             raise DataError(f"{path}: the pack holds {images.shape[1]} px faces, cache_size is {cache_size}")
         hit, cache_path = (listing, images, np.ones(len(listing), bool)), None

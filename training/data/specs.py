@@ -16,6 +16,9 @@ KINDS: dict[str, str] = {
     "ferplus_majority": "FER+ with the official strict-majority labels (ambiguous faces dropped)",
     "folder": "any class-per-folder dataset (CK+48, JAFFE, KDEF, RAF-DB style)",
     "packed": "a dataset pack (python -m training.data.pack): any of the above as one JPEG mosaic + index",
+    "packed_ferplus": "the FER+ view of a FER2013 pack built with --ferplus: labels as ferplus",
+    "packed_ferplus_soft": "the FER+ view of a FER2013 pack built with --ferplus: soft targets as ferplus_soft",
+    "packed_ferplus_majority": "the FER+ view of a FER2013 pack built with --ferplus: labels as ferplus_majority",
 }
 
 
