@@ -8,7 +8,7 @@ A FER2013 pack built with ``--ferplus FOLDER`` also carries the FER+ votes of ev
 pixels, :mod:`training.data.ferplus_match`), so one pack serves both: ``packed=PATH`` gives FER2013's 7 classes,
 ``packed_ferplus=``, ``packed_ferplus_soft=`` and ``packed_ferplus_majority=`` the FER+ views of the same faces with
 the labels, soft targets and dropping rules of ``ferplus=``, ``ferplus_soft=`` and ``ferplus_majority=`` (faces FER+
-lacks are left out). WebP q90 with FER+ votes: see the README's GPU-window section for the measured size. Loading it gives the same images,
+lacks are left out). FER2013 as WebP q90 with FER+ votes: 30.4 MB, all 35,710 FER+ faces matched. Loading it gives the same images,
 labels and splits as the folder it came from, up to JPEG's re-encoding error, which :func:`pack_dataset` measures
 and records. FER2013 as progressive JPEG: 35 MB and 1.3 grey levels of mean error at the default quality 93; 37 MB
 and 0.8 at quality 94, which the first GPU window used; ``--codec avif --quality 85``: 25.8 MB at 1.59 levels (see
