@@ -81,7 +81,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", help="architecture (see --list-models); default emonext_tiny")
     g.add_argument("--data", action="append", metavar="KIND=PATH",
                    help="dataset (repeat to merge): fer2013=, ferplus=, ferplus_soft=, ferplus_majority=, folder=, "
-                        "packed=")
+                        "packed= (a GPU window's pack; packed_ferplus=, packed_ferplus_soft=, packed_ferplus_majority= "
+                        "for the FER+ views of a pack built with --ferplus)")
     g.add_argument("--model-arg", action="append", metavar="KEY=VALUE", dest="model_kwargs",
                    help="extra model option, e.g. reg_lambda=0.5 or use_rfb=true (repeatable)")
     g.add_argument("--img-size", type=int, help="model input size in pixels; default 224")

@@ -66,8 +66,8 @@ def _cpu_name() -> str:
 
 
 def _run_summary(run: Path, data_name: str) -> dict:
-    """A training stage's figures; a ``packed=`` dataset (a GPU window's pack) is named by the kind the run's
-    ``report.json`` read from the pack, else by the model's data."""
+    """A training stage's figures; a ``packed*=`` dataset (a GPU window's pack or its FER+ view) is named by the
+    kind the run's ``report.json`` read from the pack, else by the model's data."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     report = run / "report.json"
     if report.is_file():
@@ -77,7 +77,7 @@ def _run_summary(run: Path, data_name: str) -> dict:
             "best_val_acc": round(best["best_acc"], 4), "best_epoch": best["epoch"],
             "best_weights": best.get("best_weights", "raw"),
             "images_per_s": round(sorted(r["images_per_s"] for r in rows)[len(rows) // 2], 1),
-            "data": [data_name if d.startswith("packed=") else d.split("=")[0]
+            "data": [data_name if d.startswith("packed") else d.split("=")[0]
                      for d in yaml.safe_load((run / "config.yaml").read_text())["data"]]}
 
 
