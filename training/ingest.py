@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs/window", help="where the jobs' folders go")
     p.add_argument("--teachers", help="folder for the teacher logits, e.g. models/teachers")
     p.add_argument("--prefix", default="", help="prefix of the teacher-logit file names, e.g. fer2013_")
-    p.add_argument("--jobs", help="only these jobs, comma-separated (e.g. the FER+ ones, with --data ferplus_majority=...)")
+    p.add_argument("--jobs",
+                   help="only these jobs, comma-separated (e.g. the FER+ ones, with --data ferplus_majority=...)")
     p.add_argument("--subset", type=int, help="evaluate N faces per split only (quick checks)")
     p.add_argument("--flip", action="store_true",
                    help="build mirror averaging into each model before calibrating it, as the shipped models have "

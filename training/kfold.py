@@ -63,7 +63,8 @@ def run_folds(cfg: TrainConfig) -> dict[str, Any]:
         runs.append({"fold": k, "run_dir": str(run_dir), "test_images": plain["n"], "accuracy": plain["accuracy"],
                      "macro_f1": plain["macro_f1"], "best_val_acc": summary["best_acc"]})
     result: dict[str, Any] = {
-        "run_dir": str(base), "folds": cfg.folds, "group_by": cfg.group_by, "seed": cfg.seed, "data": list(cfg.data), "model": cfg.model,
+        "run_dir": str(base), "folds": cfg.folds, "group_by": cfg.group_by, "seed": cfg.seed, "data": list(cfg.data),
+        "model": cfg.model,
         "scored_on": "each fold's test split, best weights, no TTA", "runs": runs,
         **{m: spread([r[m] for r in runs]) for m in METRICS},
     }

@@ -123,13 +123,14 @@ def store_fp16(model, min_elements: int = FP16_MIN_ELEMENTS, keep: Iterable[str]
     than ``min_elements`` values, vectors (biases and norm scales: 0.5% of the weights, but rounding them took
     the FER+ model's largest probability change on its test faces from 1.0e-3 to 1.4e-3), values beyond float16's
     range, those of the layers int8 keeps float (:func:`int8_float_nodes`: the Spatial Transformer, whose grid moves
-    the whole image, the stem and the classifier: 1.03e-3 -> 1.00e-3) and those named in ``keep`` stay float32. Returns the number of tensors converted; a model stored so already is left as it is (0).
+    the whole image, the stem and the classifier: 1.03e-3 -> 1.00e-3) and those named in ``keep`` stay float32.
+    Returns the number of tensors converted; a model stored so already is left as it is (0).
     """
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
     stn = set(int8_float_nodes(model))  # the Spatial Transformer, the first and the last compute layer
-    keep = set(keep) | {i.name for i in graph.input}  # initializers that are also graph inputs can be overridden: leave them
+    keep = set(keep) | {i.name for i in graph.input}  # initializers that are also inputs can be overridden: kept
     keep |= {name for node in graph.node if node.name in stn for name in node.input}
     casts = []
     for init in graph.initializer:
@@ -150,7 +151,8 @@ def fp16_stored(model) -> bool:
     """True when a model's weights are stored by :func:`store_fp16` (float16 initializers cast to float32)."""
     from onnx import TensorProto
 
-    return any(i.data_type == TensorProto.FLOAT16 and i.name.endswith(FP16_CAST_SUFFIX) for i in model.graph.initializer)
+    return any(i.data_type == TensorProto.FLOAT16 and i.name.endswith(FP16_CAST_SUFFIX)
+               for i in model.graph.initializer)
 
 
 def store_fp16_file(src: str | Path, dst: str | Path) -> int:

@@ -162,7 +162,7 @@ def plan_configs(plan_path: str | Path, overrides: dict[str, Any] | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
+    from training.window import parse_overrides
 
     p = argparse.ArgumentParser(prog="python -m training.probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="fer-train setting for every job (e.g. device=cpu, batch_size=32)")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args(argv)
-    overrides = {}
-    for item in a.set:
-        key, _, value = item.partition("=")
-        overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    overrides = parse_overrides(a.set)
     try:
         jobs = plan_configs(a.plan, overrides)
     except ValueError as err:  # a bad plan or setting (ConfigError is a ValueError)

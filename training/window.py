@@ -361,6 +361,15 @@ def check_travel(plan_path: str | Path, root: str | Path = ".", limit_mib: float
     return line
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as fer-train settings (values read as YAML: numbers, booleans, lists)."""
+    overrides = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.window", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -397,10 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     logging.getLogger().addHandler(logging.FileHandler(work / "window.log"))
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    overrides = parse_overrides(args.set)
     try:
         summary = run_window(args.plan, args.out, work, args.scale, overrides, args.status_every, args.pack_every,
                              args.max_bundle_mib, args.part_mib, args.probe)
