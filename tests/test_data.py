@@ -120,7 +120,7 @@ def test_fer2013_cache_is_hit(fer2013: FaceData, fer2013_root: Path, cache_dir: 
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded again although the cache holds the dataset")
 
-    monkeypatch.setattr("training.data.load.decode_all", no_decode)
+    monkeypatch.setattr("training.data.readers.decode_all", no_decode)
     wall, cpu = time.perf_counter(), time.process_time()
     again = load_data([f"fer2013={fer2013_root}"], cache_dir=cache_dir, progress=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -151,7 +151,7 @@ def test_subset_decodes_only_the_chosen_images(fer2013_root: Path, tmp_path: Pat
         decoded.append(len(sources))
         return real(sources, *args, **kwargs)
 
-    monkeypatch.setattr("training.data.load.decode_all", counting)
+    monkeypatch.setattr("training.data.readers.decode_all", counting)
     data = load_data([f"fer2013={fer2013_root}"], cache_dir=tmp_path, subset=20, progress=False)
     assert (len(data.train), len(data.val), len(data.test)) == (20, 20, 20)
     assert decoded == [60] and not list(tmp_path.iterdir())  # partial decodes are not cached

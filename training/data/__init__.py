@@ -7,6 +7,7 @@ of uint8 images already ``prepare_gray``-ed. One file per job:
 - ``fer2013.py`` / ``fer2013_csv.py`` / ``ferplus.py`` / ``folder.py``: one reader per layout,
   each returning a :class:`~training.data.listing.Listing` (files, labels, fixed splits).
 - ``splits.py``: seeded stratified / subject splits and subsets.
+- ``readers.py``: which reader reads a spec, and decoding a listing (shared by ``load.py`` and ``pack.py``).
 - ``images.py``: parallel decoding; ``cache.py``: the ``.npz`` cache; ``combine.py``: merging.
 - ``pack.py``: a whole dataset as one JPEG mosaic + index, small enough to travel to a GPU box
   (``packed=PATH``).

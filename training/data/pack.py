@@ -36,6 +36,9 @@ from fer_core.labels import CANONICAL_CLASSES
 from .errors import DataError
 from .ferplus import targets
 from .listing import Listing
+from .readers import choose_reader, decode
+from .specs import parse_spec
+from .splits import complete_splits, subset_indices
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +103,6 @@ def pack_dataset(spec: str, out: str | Path, size: int = 48, quality: int = 93, 
     Raises:
         DataError: a bad spec, unreadable images, a size that is not a multiple of 8.
     """
-    from .load import choose_reader, decode
-    from .specs import parse_spec
-    from .splits import complete_splits, subset_indices
-
     if size % 8:
         raise DataError(f"the pack's tile size must be a multiple of 8, got {size}")
     if codec not in CODECS:
