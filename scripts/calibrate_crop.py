@@ -4,7 +4,7 @@
     python scripts/calibrate_crop.py evaluate --data ../shared/data/fer2013 --n 1000 --json runs/crop_eval.json
 
 ``fit`` places FER2013 *training* faces (128-240 px, upright) into 640x480 frames of grey noise
-(:mod:`fer_core.composite`), runs BlazeFace on them, and prints the median of (face side / box width) and of
+(``scripts/composite.py``), runs BlazeFace on them, and prints the median of (face side / box width) and of
 (face centre - box centre) / box width, with and without the small-face tiles: the values of
 ``fer_core.crop.CROP_MARGIN`` (side / width - 1) and ``CROP_SHIFT``.
 
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_core.composite import composite_face, detection_at  # noqa: E402
+from composite import composite_face, detection_at  # noqa: E402  (scripts/composite.py, beside this file)
 from fer_core.crop import CROP_MARGIN, CROP_SHIFT, crop_face  # noqa: E402
 from fer_core.detector import FaceDetector  # noqa: E402
 from fer_core.labels import normalize_label  # noqa: E402

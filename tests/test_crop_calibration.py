@@ -1,19 +1,23 @@
 """The live crop frames a face like FER2013 does, turns tilted faces upright, and so the whole pipeline (detector ->
 crop -> shipped model) reads more faces right on faces that are not pre-cropped (FER2013 test faces placed into
-larger frames, see ``fer_core.composite`` and ``scripts/calibrate_crop.py``)."""
+larger frames, see ``scripts/composite.py`` and ``scripts/calibrate_crop.py``)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from fer_core.composite import composite_face, detection_at
-from fer_core.crop import CROP_MARGIN, CROP_SHIFT, crop_face, eye_angle, square_box
-from fer_core.detector import FaceDetector
-from fer_core.labels import normalize_label
-from fer_core.model_zoo import default_model_path
-from fer_core.session import EmotionClassifier
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from composite import composite_face, detection_at  # noqa: E402  (scripts/composite.py)
+from fer_core.crop import CROP_MARGIN, CROP_SHIFT, crop_face, eye_angle, square_box  # noqa: E402
+from fer_core.detector import FaceDetector  # noqa: E402
+from fer_core.labels import normalize_label  # noqa: E402
+from fer_core.model_zoo import default_model_path  # noqa: E402
+from fer_core.session import EmotionClassifier  # noqa: E402
 
 OLD = dict(margin=0.2, shift=0.0)
 NEW = dict(margin=CROP_MARGIN, shift=CROP_SHIFT)

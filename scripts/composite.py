@@ -3,6 +3,7 @@
 They let the whole pipeline (detector -> crop -> model) be measured on faces that are *not* pre-cropped, and the
 crop be calibrated against the training framing: the face's square in the frame is exactly where the dataset's
 crop was. What they cannot show: hair, shoulders and backgrounds of real photos (the surround is noise).
+Used by ``scripts/calibrate_crop.py`` and ``tests/test_crop_calibration.py``; not part of ``fer_core``.
 """
 
 from __future__ import annotations
