@@ -29,7 +29,9 @@ from fer_core.errors import FerError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+IMAGE_EXTS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2"})
+"""Image file suffixes (lower case) that OpenCV reads: the one list for sources, training readers and the app."""
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 OPEN_TIMEOUT_MS = 5000  # network streams: give up connecting after this
 READ_TIMEOUT_MS = 3000  # network streams / cameras: a single read blocks at most this long (where supported)

@@ -4,13 +4,16 @@ into a model gives the mean of both views' probabilities."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from conftest import make_tiny_onnx
+from fer_core.probs import softmax
 from fer_core.session import EmotionClassifier
-from training.calibrate import fit_temperature, fold_temperature, reliability, softmax
+from training.calibrate import fit_temperature, fold_temperature, reliability
 
 
 def test_fit_recovers_the_temperature_of_overconfident_logits():
@@ -42,18 +45,56 @@ def test_folded_model_divides_its_logits_and_keeps_its_answers(tmp_path):
     np.testing.assert_allclose(run(out), run(src) / 3.0, rtol=1e-5)
 
 
+def _lopsided_onnx(path: Path) -> Path:
+    """The tiny model with its pixels weighted by a left-to-right ramp before the mean: unlike the plain tiny
+    model (a global mean, the same for a face and its mirror image), a mirror image gives it other logits."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(make_tiny_onnx(path)))
+    graph = model.graph
+    ramp = np.linspace(-2.0, 2.0, 48, dtype=np.float32).reshape(1, 1, 1, 48)
+    graph.initializer.append(numpy_helper.from_array(ramp, "ramp"))
+    graph.node[0].input[0] = "weighted"
+    graph.node.insert(0, helper.make_node("Mul", ["input", "ramp"], ["weighted"]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _check_flip_fold(fold, tmp_path: Path) -> None:
+    """``fold(src, dst)`` gives, for every face, the mean of the model's probabilities on it and on its mirror."""
+    src = _lopsided_onnx(tmp_path / "m.onnx")
+    out = tmp_path / "flip.onnx"
+    fold(src, out)
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 3, 48, 48)).astype(np.float32)
+    x[:, :, :, :24] += 1.0  # a brighter left half
+    run = lambda p, a: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": a})[0]
+    plain, mirrored = softmax(run(src, x)), softmax(run(src, np.ascontiguousarray(x[..., ::-1])))
+    assert np.abs(plain - mirrored).max() > 0.1  # the model sees the mirror image differently
+    got = softmax(run(out, x))
+    np.testing.assert_allclose(got, (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    assert np.abs(got - plain).max() > 0.05  # so the folded model is not the plain one
+    clf = EmotionClassifier(out)
+    assert clf.meta.extra["tta"] == "flip" and clf.predict_batch(x).shape == (5, 7)
+
+
 def test_folded_flip_averages_each_face_with_its_mirror_image(tmp_path):
     from training.onnx_graph import fold_flip
 
-    src = make_tiny_onnx(tmp_path / "m.onnx")
-    out = tmp_path / "flip.onnx"
-    fold_flip(src, out)
-    x = np.random.default_rng(2).uniform(-1, 1, (5, 3, 48, 48)).astype(np.float32)
-    x[:, :, :, :24] += 0.5  # left and right halves differ, so the mirror image gives other logits
-    run = lambda p, a: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": a})[0]
-    want = (softmax(run(src, x)) + softmax(run(src, np.ascontiguousarray(x[..., ::-1])))) / 2
-    np.testing.assert_allclose(softmax(run(out, x)), want, rtol=1e-5, atol=1e-6)
-    clf = EmotionClassifier(out)
-    assert clf.meta.extra["tta"] == "flip" and clf.predict_batch(x).shape == (5, 7)
+    _check_flip_fold(fold_flip, tmp_path)
     with pytest.raises(ValueError, match="already"):
-        fold_flip(out, tmp_path / "twice.onnx")
+        fold_flip(tmp_path / "flip.onnx", tmp_path / "twice.onnx")
+
+
+def test_the_flip_check_fails_for_a_fold_that_only_sets_the_metadata(tmp_path):
+    import onnx
+
+    from training.onnx_graph import save_with_metadata
+
+    def no_op(src: Path, dst: Path) -> None:
+        model = onnx.load(str(src))
+        save_with_metadata(model, dict({p.key: p.value for p in model.metadata_props}, tta="flip"), dst)
+
+    with pytest.raises(AssertionError):
+        _check_flip_fold(no_op, tmp_path)

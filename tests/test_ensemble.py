@@ -9,13 +9,9 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import make_tiny_onnx
+from fer_core.probs import softmax
 from fer_core.session import EmotionClassifier
 from training.ensemble import EnsembleError, build_ensemble
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def _run(path, x):
@@ -35,10 +31,10 @@ def test_ensemble_averages_member_probabilities(tmp_path):
     a = make_tiny_onnx(tmp_path / "a.onnx")
     b = _other_weights(make_tiny_onnx(tmp_path / "b.onnx"))
     x = np.random.default_rng(0).uniform(-1, 1, (5, 3, 48, 48)).astype(np.float32)
-    pa, pb = _softmax(_run(a, x)), _softmax(_run(b, x))
+    pa, pb = softmax(_run(a, x)), softmax(_run(b, x))
     assert not np.allclose(pa, pb)
     out = build_ensemble([a, b], tmp_path / "ens.onnx", weights=[3, 1])
-    np.testing.assert_allclose(_softmax(_run(out, x)), 0.75 * pa + 0.25 * pb, atol=1e-5)
+    np.testing.assert_allclose(softmax(_run(out, x)), 0.75 * pa + 0.25 * pb, atol=1e-5)
     clf = EmotionClassifier(out)  # the inference core reads it like any model
     assert clf.meta.model == "ensemble(tiny_test+tiny_test)" and clf.meta.input_size == 48
 

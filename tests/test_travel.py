@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fer_core.probs import softmax
 from training import window
 from training.teacher_logits import read_teacher_logits, save_teacher_logits
 
@@ -76,10 +77,6 @@ def test_teacher_logits_in_8_bits_within_tolerance(tmp_path):
     step = (logits.max() - logits.min()) / 255
     err = np.abs(t["logits"] - logits)
     assert err.max() <= step / 2 + 1e-6 and err.max() > 0  # quantised, and no worse than half a step
-
-    def softmax(z):
-        z = np.exp(z - z.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
 
     assert np.abs(softmax(t["logits"]) - softmax(logits)).max() < 0.01  # the distillation tolerance at T = 1
     old = tmp_path / "old.npz"  # the float16 layout of the first files still reads

@@ -25,12 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from fer_core.probs import softmax
+
 BINS = 15
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:

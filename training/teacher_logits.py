@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD, ModelMeta
+from fer_core.probs import softmax
 from training.config import ConfigError
 from training.data import FaceData, FaceSplit
 from training.data.facedata import SPLITS
@@ -135,9 +136,7 @@ def soft_targets(paths: str | Path, split: FaceSplit, alpha: float, temp: float)
         if missing:
             raise ConfigError(f"teacher logits {file} lack {len(missing)} of the training faces, e.g. {missing[0]}")
         total += t["logits"][[row[k] for k in keys]]
-    z = total / len(files) / temp
-    z = np.exp(z - z.max(1, keepdims=True))
-    teacher = z / z.sum(1, keepdims=True)
+    teacher = softmax(total / len(files) / temp)
     if split.soft is not None:
         label = split.soft
     else:

@@ -9,14 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from fer_core.labels import normalize_label
+from fer_core.sources import IMAGE_EXTS
 
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2"}
-)
 
 #: Split codes used in :attr:`Listing.split`; ``UNASSIGNED`` items get a seeded split later.
 TRAIN, VAL, TEST, UNASSIGNED = 0, 1, 2, -1
