@@ -16,15 +16,12 @@ from torch import nn
 
 from fer_core.suggest import did_you_mean
 from training.models import ctan, emonext  # noqa: F401  (importing them registers their sizes)
-from training.models.registry import MODELS
+from training.models.registry import MODELS  # filled by the @register_model factories of emonext.py and ctan.py
 from training.models.pretrained import PretrainedWeightsError, load_pretrained_file, load_pretrained_hub
 
 __all__ = ["create_model", "list_models", "model_info", "PretrainedWeightsError", "UnknownModelError"]
 
 logger = logging.getLogger(__name__)
-
-_MODELS = MODELS  # filled by the @register_model factories of emonext.py and ctan.py
-
 
 class UnknownModelError(ValueError):
     """A model name that is not registered."""
@@ -32,14 +29,14 @@ class UnknownModelError(ValueError):
 
 def list_models() -> list[str]:
     """Names accepted by ``create_model``."""
-    return list(_MODELS)
+    return list(MODELS)
 
 
 def _factory(name: str) -> Callable[..., nn.Module]:
-    if name in _MODELS:
-        return _MODELS[name]
-    hint = did_you_mean(name, _MODELS, n=3, cutoff=0.5)
-    raise UnknownModelError(f"unknown model {name!r}.{hint} Valid names: {', '.join(_MODELS)}")
+    if name in MODELS:
+        return MODELS[name]
+    hint = did_you_mean(name, MODELS, n=3, cutoff=0.5)
+    raise UnknownModelError(f"unknown model {name!r}.{hint} Valid names: {', '.join(MODELS)}")
 
 
 def create_model(
