@@ -1,4 +1,4 @@
-"""The control column: source, model, provider, smoothing, equalisation, confidence, pause, snapshot, record.
+"""The control column: source, model, provider, smoothing, confidence, pause, snapshot, record.
 
 Widgets only: every change is emitted as a signal and the main window passes it to the worker.
 File dialogs for choosing inputs live here and emit the chosen path.
@@ -34,7 +34,6 @@ class ControlsPanel(QWidget):
     model_requested = Signal(str)
     provider_requested = Signal(str)
     smoothing_changed = Signal(float)  # 0 = off
-    equalize_changed = Signal(bool)
     confidence_changed = Signal(float)
     small_faces_changed = Signal(bool)
     align_changed = Signal(bool)
@@ -46,7 +45,7 @@ class ControlsPanel(QWidget):
     burn_fps_changed = Signal(bool)
 
     def __init__(self, models: Sequence[Path], providers: Sequence[str], smoothing: float = 0.6,
-                 equalize: bool = True, confidence: float = 0.5, small_faces: bool = False, align: bool = True,
+                 confidence: float = 0.5, small_faces: bool = False, align: bool = True,
                  uncertain: float = 0.4,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -102,9 +101,6 @@ class ControlsPanel(QWidget):
         row.addWidget(self.smoothing_slider, 1)
         row.addWidget(self.smoothing_value)
         form.addRow(self.smoothing_check, row)
-        self.equalize_check = QCheckBox("Histogram equalisation")
-        self.equalize_check.setChecked(equalize)
-        form.addRow(self.equalize_check)
         self.confidence_slider = _slider(10, 95, int(round(100 * confidence)))
         self.confidence_value = QLabel()
         row = QHBoxLayout()
@@ -167,7 +163,6 @@ class ControlsPanel(QWidget):
         self.provider_combo.activated.connect(lambda i: self.provider_requested.emit(self.provider_combo.itemData(i)))
         self.smoothing_check.toggled.connect(self._emit_smoothing)
         self.smoothing_slider.valueChanged.connect(self._emit_smoothing)
-        self.equalize_check.toggled.connect(self.equalize_changed)
         self.confidence_slider.valueChanged.connect(self._emit_confidence)
         self.uncertain_slider.valueChanged.connect(self._emit_uncertain)
         self.small_faces_check.toggled.connect(self.small_faces_changed)

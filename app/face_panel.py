@@ -193,7 +193,7 @@ class FacePanel(QWidget):
             hist = self._history.setdefault(face.track_id, deque())
             if hist and hist[-1][0] >= t:  # the same frame again (paused, settings changed): replace
                 hist.pop()
-            hist.append((t, np.asarray(face.probs, np.float32)))
+            hist.append((t, face.vector()))
             self._last_seen[face.track_id] = t
         for tid in list(self._history):
             hist = self._history[tid]
@@ -217,7 +217,7 @@ class FacePanel(QWidget):
         if face is not None:
             unsure = " (uncertain)" if getattr(face, "uncertain", False) else ""
             self.title.setText(f"Face #{tid}: {face.label} {100 * float(face.score):.0f}%{unsure}")
-            self.bars.set_probs(self.labels, face.probs)
+            self.bars.set_probs(self.labels, face.vector())
         elif hist:
             self.title.setText(f"Face #{tid}: not visible")
             self.bars.set_probs(self.labels, hist[-1][1])

@@ -112,10 +112,9 @@ class MainWindow(QMainWindow):
         models = _shipped_models()
         providers = available_providers()
         first_model = model or _default_model()  # what the live view will run
-        self.controls = ControlsPanel(models, providers, smoothing=self.settings.smoothing,
-                                      equalize=self.settings.equalize, confidence=self.settings.min_confidence,
-                                      small_faces=self.settings.small_faces, align=self.settings.align,
-                                      uncertain=self.settings.uncertain_below)
+        s = self.settings.pipeline
+        self.controls = ControlsPanel(models, providers, smoothing=s.smoothing, confidence=s.min_confidence,
+                                      small_faces=s.small_faces, align=s.align, uncertain=s.uncertain_below)
         self.controls.set_model(first_model)
         self.controls.set_provider(provider)
         self.view = VideoView()
@@ -188,12 +187,11 @@ class MainWindow(QMainWindow):
         c.cameras_refresh_requested.connect(self.rescan_cameras)
         c.model_requested.connect(self.set_model)
         c.provider_requested.connect(lambda name: self._change(provider=name))
-        c.smoothing_changed.connect(lambda v: self._change(smoothing=v))
-        c.equalize_changed.connect(lambda on: self._change(equalize=on))
-        c.confidence_changed.connect(lambda v: self._change(min_confidence=v))
-        c.small_faces_changed.connect(lambda on: self._change(small_faces=on))
-        c.align_changed.connect(lambda on: self._change(align=on))
-        c.uncertain_changed.connect(lambda v: self._change(uncertain_below=v))
+        c.smoothing_changed.connect(lambda v: self._change_pipeline(smoothing=v))
+        c.confidence_changed.connect(lambda v: self._change_pipeline(min_confidence=v))
+        c.small_faces_changed.connect(lambda on: self._change_pipeline(small_faces=on))
+        c.align_changed.connect(lambda on: self._change_pipeline(align=on))
+        c.uncertain_changed.connect(lambda v: self._change_pipeline(uncertain_below=v))
         c.pause_toggled.connect(self.set_paused)
         c.snapshot_requested.connect(self.choose_snapshot)
         c.record_toggled.connect(self._on_record_toggled)
@@ -281,6 +279,9 @@ class MainWindow(QMainWindow):
         if len(keep) < len(self._alive):
             release_freed_memory()  # a worker's session and detector are gone: their memory goes back too
         self._alive = keep
+
+    def _change_pipeline(self, **changes: Any) -> None:
+        self._change(pipeline=self.settings.pipeline.replace(**changes))
 
     def _change(self, **changes: Any) -> None:
         self.settings = dataclasses.replace(self.settings, **changes)

@@ -32,6 +32,7 @@ from fer_core.api import EmotionRecognizer
 from fer_core.draw import draw_results
 from fer_core.pipeline import STAGES, FrameResult
 from fer_core.records import FaceRecordWriter
+from fer_core.settings import PipelineSettings
 from fer_core.sources import ImageSource, open_source
 
 from app.recorder import Recorder
@@ -50,12 +51,8 @@ class WorkerSettings:
         model_path: ONNX classifier; ``None`` = the shipped default model.
         provider: execution provider request (``auto``, ``cpu``, ``cuda``, ...).
         face_model: MediaPipe face-detector model; ``None`` = found by ``fer_core``.
-        smoothing: per-track smoothing strength in [0, 1); 0 = off.
-        equalize: histogram equalisation of face crops.
-        min_confidence: face-detection confidence threshold.
-        small_faces: also search tiles of the frame for small (far) faces; slower (always on for photos).
-        align: turn tilted faces upright (eye keypoints) before classifying them.
-        uncertain_below: faces whose top probability is below this are marked uncertain (greyed label).
+        pipeline: the processing settings (detection threshold, smoothing, small faces, upright faces, unsure
+            threshold, quality); the model file decides its own preprocessing.
         paused: hold the current frame (settings changes still re-process it).
         selected_track: the face shown in the side panel; ``None`` = the largest face.
         pace_video: play video files at their own frame rate instead of as fast as possible.
@@ -65,12 +62,7 @@ class WorkerSettings:
     model_path: str | None = None
     provider: str = "auto"
     face_model: str | None = None
-    smoothing: float = 0.6
-    equalize: bool = True
-    min_confidence: float = 0.5
-    small_faces: bool = False
-    align: bool = True
-    uncertain_below: float = 0.4
+    pipeline: PipelineSettings = PipelineSettings()
     paused: bool = False
     selected_track: int | None = None
     pace_video: bool = True
@@ -78,8 +70,7 @@ class WorkerSettings:
 
     def processing_key(self) -> tuple:
         """The settings that change a result (a held frame is re-processed when they change)."""
-        return (self.model_path, self.provider, self.smoothing, self.equalize, self.min_confidence,
-                self.small_faces, self.align, self.uncertain_below)
+        return (self.model_path, self.provider, self.pipeline)
 
 
 class RateMeter:
@@ -369,10 +360,7 @@ class InferenceWorker(QObject):
         """(Re)build the pipeline for the settings' model and provider; keep the old one on failure."""
         self._loaded_key = (s.model_path, s.provider)
         try:
-            pipeline = EmotionRecognizer(model=s.model_path, provider=s.provider, face_model=s.face_model,
-                                         min_confidence=s.min_confidence, smoothing=s.smoothing, equalize=s.equalize,
-                                         small_faces=s.small_faces, align=s.align,
-                                         uncertain_below=s.uncertain_below)
+            pipeline = EmotionRecognizer(s.model_path, s.pipeline, provider=s.provider, face_model=s.face_model)
         except Exception as exc:
             what = Path(s.model_path).name if s.model_path else "the default model"
             keep = f" Still using {Path(str(self.pipeline.model_path)).name}." if self.pipeline else ""
@@ -396,12 +384,7 @@ class InferenceWorker(QObject):
         if (s.model_path, s.provider) != self._loaded_key:
             self._load_pipeline(s)
         if self.pipeline is not None:
-            self.pipeline.smoothing = s.smoothing
-            self.pipeline.equalize = s.equalize
-            self.pipeline.min_confidence = s.min_confidence
-            self.pipeline.small_faces = s.small_faces or self._still  # a photo has time for the tiles
-            self.pipeline.align = s.align
-            self.pipeline.uncertain_below = s.uncertain_below
+            self.pipeline.settings = s.pipeline
 
     def _next_frame(self, s: WorkerSettings) -> tuple[int, float, np.ndarray] | None:
         if self._grabber is not None:

@@ -6,7 +6,7 @@ Free of torch and Qt: numpy, OpenCV, MediaPipe and ONNX Runtime only. The Python
 
 __version__ = "0.1.0"
 
-__all__ = ["EmotionRecognizer", "Face", "FerError", "StreamFrame"]
+__all__ = ["EmotionRecognizer", "Face", "FerError", "PipelineSettings", "StreamFrame"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from fer_core import api
 
         return getattr(api, name)
+    if name == "PipelineSettings":
+        from fer_core.settings import PipelineSettings
+
+        return PipelineSettings
     if name == "FerError":
         from fer_core.errors import FerError
 

@@ -10,6 +10,10 @@ app use.
             print(frame.index, frame.time_ms, [f.to_dict() for f in frame.faces])
 
     EmotionRecognizer(model="models/fer_ferplus.onnx", provider="cpu", small_faces=True, smoothing=0.6)
+    EmotionRecognizer(settings=PipelineSettings(quality="fastest"))     # the same, as one settings object
+
+The faces are :class:`fer_core.results.Face` (the one face type of every tool); the settings are
+:class:`fer_core.settings.PipelineSettings`, whose defaults every front door shares.
 
 Errors a user can fix (a missing model, a provider that is not there, a source that cannot be read) are
 :class:`fer_core.errors.FerError` with a one-line message, as the command-line tools print them.
@@ -18,7 +22,7 @@ Errors a user can fix (a missing model, a provider that is not there, a source t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,38 +30,10 @@ import numpy as np
 
 from fer_core.errors import FerError
 from fer_core.image_input import as_bgr_uint8
-from fer_core.pipeline import FaceResult, FrameResult, Pipeline
+from fer_core.pipeline import Pipeline
+from fer_core.results import Face, FrameResult
+from fer_core.settings import PipelineSettings
 from fer_core.sources import FrameSource, ImageSource, open_source
-
-
-@dataclass
-class Face:
-    """One face: where it is, what it shows and how sure the model is.
-
-    Attributes:
-        box: (x, y, w, h) in pixels of the image.
-        label: the most likely emotion.
-        score: its probability.
-        probs: every emotion's probability, in the model's label order.
-        track_id: the face's id across the frames of a stream; ``None`` for a still image.
-        eyes: the two eye centres (x, y) when the detector gives them, else ``None``.
-        uncertain: the top probability is below the recogniser's ``uncertain_below``.
-    """
-
-    box: tuple[int, int, int, int]
-    label: str
-    score: float
-    probs: dict[str, float]
-    track_id: int | None = None
-    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None
-    uncertain: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types only (JSON-ready)."""
-        d = asdict(self)
-        d["box"] = list(self.box)
-        d["eyes"] = [list(e) for e in self.eyes] if self.eyes else None
-        return d
 
 
 @dataclass
@@ -82,44 +58,31 @@ class StreamFrame:
 
 
 class EmotionRecognizer(Pipeline):
-    """Detect faces and read their emotions in images and streams.
+    """Detect faces and read their emotions in images and streams: the front door of :class:`Pipeline`.
 
     Args:
-        model: ONNX emotion model; ``None`` = the shipped default (``models/fer_realtime.onnx``).
+        model: ONNX emotion model; ``None`` = the shipped default (``models/fer_realtime.onnx``). The model's own
+            metadata decides its preprocessing (grey, equalisation, size).
+        settings: a :class:`PipelineSettings`; ``None`` = the defaults.
         provider: ONNX Runtime provider: ``"auto"`` (the best available), ``"cpu"``, ``"cuda"``, ...
         face_model: BlazeFace ``.tflite``; ``None`` finds it (``$FER_FACE_MODEL``, the user cache, a download).
-        small_faces: also search tiles of each frame for faces far from the camera (slower).
-        smoothing: per-face smoothing of the probabilities across the frames of a stream, 0 = off.
-        align: turn faces upright by their eyes before reading them.
-        min_confidence: minimum face-detection score.
-        uncertain_below: a face whose top probability is below this is marked ``uncertain``.
-        equalize: histogram equalisation of the face crops (as in training).
+        running_mode: ``"video"`` (default) or ``"image"`` for the face detector.
+        **changes: settings to change from ``settings`` by name: ``small_faces``, ``smoothing``, ``align``,
+            ``min_confidence``, ``uncertain_below``, ``max_faces``, ``quality`` (see :class:`PipelineSettings`).
 
     Raises:
-        FerError: the model or the provider cannot be used (a one-line message).
+        FerError: the model or the provider cannot be used, or a setting is out of range (a one-line message).
     """
 
-    def __init__(self, model: str | Path | None = None, provider: str = "auto", face_model: str | Path | None = None,
-                 small_faces: bool = False, smoothing: float = 0.6, align: bool = True, min_confidence: float = 0.5,
-                 uncertain_below: float = 0.4, equalize: bool = True, running_mode: str = "video") -> None:
+    def __init__(self, model: str | Path | None = None, settings: PipelineSettings | None = None, *,
+                 provider: str = "auto", face_model: str | Path | None = None, running_mode: str = "video",
+                 **changes: Any) -> None:
         self._closed = False
-        super().__init__(model_path=model, provider=provider, face_model=face_model, min_confidence=min_confidence,
-                         smoothing=smoothing, equalize=equalize, running_mode=running_mode, small_faces=small_faces,
-                         align=align, uncertain_below=uncertain_below)
-
-    def faces(self, result: FrameResult, still: bool = False) -> list[Face]:
-        """The :class:`Face` objects of a pipeline result."""
-        return [self._face(f, still) for f in result.faces]
-
-    def _face(self, f: FaceResult, still: bool) -> Face:
-        return Face(box=tuple(int(v) for v in f.box), label=f.label, score=float(f.score),
-                    probs={name: float(p) for name, p in zip(self.labels, f.probs)},
-                    track_id=None if still else int(f.track_id),
-                    eyes=tuple((float(x), float(y)) for x, y in f.eyes) if f.eyes else None,
-                    uncertain=bool(f.uncertain))
+        settings = (settings or PipelineSettings()).replace(**changes) if changes else settings
+        super().__init__(model, settings, provider=provider, face_model=face_model, running_mode=running_mode)
 
     def predict(self, image: np.ndarray) -> list[Face]:
-        """The faces of one image, on its own: no tracking, no smoothing.
+        """The faces of one image, on its own: searched for small faces too, no tracking, no smoothing (ids from 1).
 
         Args:
             image: a numpy image, BGR (H, W, 3), BGRA (H, W, 4) or grey (H, W); uint8, float in [0, 1] (x255),
@@ -131,7 +94,7 @@ class EmotionRecognizer(Pipeline):
                 recogniser is closed.
         """
         self._check_open()
-        return self.faces(self.process(as_bgr_uint8(image), still=True), still=True)
+        return self.process(as_bgr_uint8(image), still=True).faces
 
     def close(self) -> None:
         """Release the face detector; :meth:`predict` and :meth:`stream` raise :class:`FerError` afterwards."""
@@ -158,7 +121,7 @@ class EmotionRecognizer(Pipeline):
         try:
             for index, time_ms, image in src:
                 result = self.process(image, int(time_ms), still=still)
-                yield StreamFrame(index=index, time_ms=float(time_ms), faces=self.faces(result, still),
+                yield StreamFrame(index=index, time_ms=float(time_ms), faces=result.faces,
                                   image=image, source=str(src.last_path) if still else None, result=result)
         finally:
             if src is not source:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.errors import FerError
+from fer_core.settings import DEFAULTS, QUALITIES, PipelineSettings
 from fer_core.suggest import did_you_mean
 from fer_core.video_writer import VIDEO_SUFFIXES, VideoWriter
 
@@ -75,6 +76,12 @@ def smoothing_arg(text: str) -> float:
     return value
 
 
+def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
+    """The :class:`PipelineSettings` of ``fer-run``'s processing options."""
+    return PipelineSettings(min_confidence=args.min_confidence, smoothing=args.smoothing, small_faces=args.small_faces,
+                            align=not args.no_align, uncertain_below=args.uncertain_below, quality=args.quality)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Recognise facial expressions in a camera, video, image, folder or stream (no GUI).",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,12 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"ONNX Runtime execution provider: {', '.join(PROVIDER_CHOICES)} (default: auto)")
     p.add_argument("--face-model", help="MediaPipe BlazeFace .tflite (default: $FER_FACE_MODEL, the user cache, "
                                         "or a one-time download; OpenCV's Haar cascade when none is available)")
-    p.add_argument("--min-confidence", type=fraction_arg, default=0.5, help="minimum face detection score (0.5)")
-    p.add_argument("--smoothing", type=smoothing_arg, default=0.6,
-                   help="per-face temporal smoothing of the probabilities, 0 = off (0.6)")
-    p.add_argument("--no-equalize", action="store_true", help="skip histogram equalisation of the face crops")
-    p.add_argument("--uncertain-below", type=fraction_arg, default=0.4,
-                   help="mark a face uncertain when its top probability is below this (0.4; the `uncertain` column)")
+    p.add_argument("--min-confidence", type=fraction_arg, default=DEFAULTS.min_confidence,
+                   help=f"minimum face detection score ({DEFAULTS.min_confidence})")
+    p.add_argument("--smoothing", type=smoothing_arg, default=DEFAULTS.smoothing,
+                   help=f"per-face temporal smoothing of the probabilities, 0 = off ({DEFAULTS.smoothing})")
+    p.add_argument("--uncertain-below", type=fraction_arg, default=DEFAULTS.uncertain_below,
+                   help="mark a face uncertain when its top probability is below this "
+                        f"({DEFAULTS.uncertain_below}; the `uncertain` column)")
+    p.add_argument("--quality", choices=QUALITIES, default=DEFAULTS.quality,
+                   help=f"speed / accuracy: {', '.join(QUALITIES)} (default: {DEFAULTS.quality}; see the README)")
     p.add_argument("--no-align", action="store_true",
                    help="do not turn tilted faces upright (by the eye keypoints) before classifying them")
     p.add_argument("--small-faces", action="store_true",
@@ -240,10 +250,8 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source)
     stack: list[Any] = [source]
     try:
-        pipe = EmotionRecognizer(model=model_path, provider=args.provider, face_model=args.face_model,
-                                 min_confidence=args.min_confidence, smoothing=args.smoothing,
-                                 equalize=not args.no_equalize, small_faces=args.small_faces,
-                                 align=not args.no_align, uncertain_below=args.uncertain_below,
+        pipe = EmotionRecognizer(model_path, settings_from_args(args), provider=args.provider,
+                                 face_model=args.face_model,
                                  running_mode="image" if isinstance(source, ImageSource) else "video")
         stack.append(pipe)
         output = AnnotatedOutput(args.out, source)

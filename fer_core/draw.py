@@ -221,7 +221,7 @@ def draw_results(frame: np.ndarray, result, labels: list[str], fps: float | None
             cv2.rectangle(img, (x - thick, y - thick), (x + w + thick, y + h + thick), HIGHLIGHT, thick + 2)
         cv2.rectangle(img, (x, y), (x + w, y + h), color, thick)
         _label(img, m.text, m.label, m.scale, m.label_color)
-        _bars(img, m.box, m.face.probs, labels, taken, color, unit)
+        _bars(img, m.box, m.face.vector(), labels, taken, color, unit)
 
     parts = [f"{fps:.1f} FPS"] if fps is not None else []
     if latency_ms is not None:

@@ -6,20 +6,28 @@ as for a folder of photos. Shared by ``fer-run`` and the desktop app's recorder:
 
     with FaceRecordWriter("out/faces.csv", labels) as rec:
         rec.write(frame_idx, t_ms, result.faces)
+
+Rows reach the disk at most ``FLUSH_EVERY_S`` after they are written (and all of them at ``close``), so a
+process that is killed loses about a second of rows at most, and what is on disk is whole rows (a last row cut
+off mid-line is what ``fer-report`` skips). A write that fails (full disk, ...) raises
+:class:`~fer_core.errors.WriteError` naming the file; the rows flushed before it stay valid.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fer_core.errors import WriteError, write_error
 from fer_core.labels import CANONICAL_CLASSES, FER2013_CLASSES
 
 BASE_COLUMNS = ("frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain")
 SUFFIXES = (".csv", ".jsonl")
+FLUSH_EVERY_S = 1.0  # rows reach the disk at most this long after they are written
 
 
 def record_columns(labels: Sequence[str], with_source: bool = False) -> list[str]:
@@ -49,7 +57,7 @@ class FaceRecordWriter:
 
     Raises:
         ValueError: for a suffix other than ``.csv`` / ``.jsonl``.
-        OSError: when the file cannot be created.
+        WriteError: when the file cannot be created or written (also from ``write`` and ``close``).
     """
 
     def __init__(self, path: str | Path, labels: Sequence[str] | None = None, with_source: bool = False) -> None:
@@ -60,12 +68,17 @@ class FaceRecordWriter:
             raise ValueError(f"record file {self.path}: unsupported suffix '{self.path.suffix}', use .csv or .jsonl")
         self.labels = list(labels) if labels is not None else None
         self.rows = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")
+        self._failed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
         self._csv = csv.writer(self._file) if self.format == "csv" else None
         self._header_done = False
+        self._last_flush = time.monotonic()
         if self.labels is not None:
-            self._write_header()
+            self._guarded(self._write_header)
 
     @property
     def columns(self) -> list[str]:
@@ -83,13 +96,20 @@ class FaceRecordWriter:
         Args:
             frame_idx: frame index in the source.
             t_ms: frame timestamp in milliseconds.
-            faces: ``FaceResult``-like objects (``track_id``, ``box``, ``probs``, ``label``, ``score``).
+            faces: :class:`fer_core.results.Face` objects (``track_id``, ``box``, ``probs``, ``label``, ``score``).
             source: the image file the frame came from (written when the writer has ``with_source``).
         """
         if self._file is None:
             raise ValueError(f"record file {self.path} is closed")
+        if self._failed:
+            raise WriteError(f"cannot write {self.path}: an earlier write failed")
+        self._guarded(self._write_rows, frame_idx, t_ms, faces, source)
+        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+            self._guarded(self._flush)
+
+    def _write_rows(self, frame_idx: int, t_ms: float, faces: Sequence[Any], source: str) -> None:
         for face in faces:
-            probs = [float(p) for p in face.probs]
+            probs = list(face.probs.values())
             if self.labels is None:
                 self.labels = _default_labels(len(probs))
             if not self._header_done:
@@ -107,17 +127,33 @@ class FaceRecordWriter:
                 self._file.write(json.dumps(dict(zip(self.columns, values))) + "\n")
             self.rows += 1
 
-    def flush(self) -> None:
-        """Push buffered rows to disk."""
-        if self._file is not None:
-            self._file.flush()
+    def _flush(self) -> None:
+        self._file.flush()
+        self._last_flush = time.monotonic()
+
+    def _guarded(self, fn: Any, *args: Any) -> None:
+        """Run ``fn``; an ``OSError`` becomes one :class:`WriteError` (and later writes are refused)."""
+        try:
+            fn(*args)
+        except OSError as exc:
+            self._failed = True
+            raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
-        """Finish the file (a CSV without any face still gets its header when labels are known)."""
+        """Finish the file (a CSV without any face still gets its header when labels are known).
+
+        Raises:
+            WriteError: the last rows could not be written (not raised again after a failed ``write``).
+        """
         if self._file is None:
             return
-        self._file.close()
-        self._file = None
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                raise write_error(self.path, exc) from exc
 
     def __enter__(self) -> "FaceRecordWriter":
         return self

@@ -45,8 +45,10 @@ def face_model_path() -> Path:
     return FACE_MODEL
 
 
-def make_tiny_onnx(path: Path, labels: list[str] | None = None, size: int = 48, with_meta: bool = True) -> Path:
-    """Write a tiny ONNX classifier (global mean of the 3 channels -> linear -> logits) with ``onnx.helper``."""
+def make_tiny_onnx(path: Path, labels: list[str] | None = None, size: int = 48, with_meta: bool = True,
+                   equalize: bool = True) -> Path:
+    """Write a tiny ONNX classifier (global mean of the 3 channels -> linear -> logits) with ``onnx.helper``;
+    ``equalize`` is its ``fer.equalize`` metadata."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -72,7 +74,7 @@ def make_tiny_onnx(path: Path, labels: list[str] | None = None, size: int = 48, 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if with_meta:
-        meta = ModelMeta(labels=labels, input_size=size, model="tiny_test", data="synthetic")
+        meta = ModelMeta(labels=labels, input_size=size, model="tiny_test", data="synthetic", equalize=equalize)
         for k, v in meta.to_props().items():
             entry = model.metadata_props.add()
             entry.key, entry.value = k, v

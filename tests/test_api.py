@@ -28,7 +28,7 @@ def test_predict_gives_faces(rec):
     faces = rec.predict(_photo())
     assert len(faces) == 1
     face = faces[0]
-    assert isinstance(face, Face) and face.track_id is None
+    assert isinstance(face, Face) and face.track_id == 1
     assert list(face.probs) == rec.labels and abs(sum(face.probs.values()) - 1) < 1e-4
     assert face.label == max(face.probs, key=face.probs.get) and face.score == face.probs[face.label]
     x, y, w, h = face.box
@@ -56,11 +56,11 @@ def test_stream_tracks_a_video_and_keeps_photos_apart(rec, tmp_path):
         cv2.imwrite(str(folder / f"{i}.png"), _photo(150 + 30 * i))
     photos = list(rec.stream(folder))
     assert [p.source.endswith(f"{i}.png") for i, p in enumerate(photos)] == [True, True]
-    assert all(f.track_id is None for p in photos for f in p.faces)
+    assert all(f.track_id == 1 for p in photos for f in p.faces)  # each photo on its own
 
 
 def test_uncertain_faces_are_marked(face_model_path):
-    with EmotionRecognizer(face_model=face_model_path, provider="cpu", uncertain_below=1.01) as r:
+    with EmotionRecognizer(face_model=face_model_path, provider="cpu", uncertain_below=1.0) as r:
         assert all(f.uncertain for f in r.predict(_photo()))
     with EmotionRecognizer(face_model=face_model_path, provider="cpu", uncertain_below=0.0) as r:
         assert not any(f.uncertain for f in r.predict(_photo()))

@@ -340,10 +340,10 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
 def test_small_faces_checkbox_reaches_the_detector(qtbot, video, tiny_onnx, face_model_path):
     window = make_window(qtbot, source=str(video), model=str(tiny_onnx), face_model=str(face_model_path))
     qtbot.waitUntil(lambda: window.worker.pipeline is not None and window.frames_shown >= 2, timeout=20000)
-    assert not window.controls.small_faces_check.isChecked() and not window.worker.pipeline.small_faces
+    assert not window.controls.small_faces_check.isChecked() and not window.worker.pipeline.settings.small_faces
     window.controls.small_faces_check.setChecked(True)
-    assert window.settings.small_faces
-    qtbot.waitUntil(lambda: window.worker.pipeline.detector.small_faces, timeout=10000)
+    assert window.settings.pipeline.small_faces
+    qtbot.waitUntil(lambda: window.worker.pipeline.settings.small_faces, timeout=10000)
     shown = window.frames_shown
     qtbot.waitUntil(lambda: window.frames_shown >= shown + 3, timeout=10000)  # still processing, tiles and all
     window.close()
@@ -373,12 +373,12 @@ def test_a_photo_reads_the_same_after_toggling_controls(qtbot, tiny_onnx, face_m
     cv2.imwrite(str(photo), frame)
     window = make_window(qtbot, source=str(photo), model=str(tiny_onnx), face_model=str(face_model_path))
     qtbot.waitUntil(lambda: window.last_result is not None and len(window.last_result.faces) == 1, timeout=20000)
-    first = window.last_result.faces[0].probs.copy()
+    first = window.last_result.faces[0].vector()
     for on in (True, False, True, False):
         before = window.last_result
         window.controls.small_faces_check.setChecked(on)
         qtbot.waitUntil(lambda b=before: window.last_result is not b, timeout=10000)
-    np.testing.assert_allclose(window.last_result.faces[0].probs, first, atol=1e-5)
+    np.testing.assert_allclose(window.last_result.faces[0].vector(), first, atol=1e-5)
     window.close()
 
 

@@ -9,7 +9,7 @@ import pytest
 from fer_core import cli_run
 from fer_core.draw import draw_results, overlay_unit
 from fer_core.labels import FER2013_CLASSES, class_color
-from fer_core.pipeline import FaceResult, FrameResult
+from fer_core.results import FrameResult, make_face
 from fer_core.synthetic import face_photos, paste
 
 LABELS = list(FER2013_CLASSES)
@@ -20,7 +20,7 @@ def frame_and_result(size: tuple[int, int], boxes: list[tuple[int, int, int, int
     """A flat grey ``size`` (width, height) frame and a result with one "happy" face per box."""
     frame = np.full((size[1], size[0], 3), 90, np.uint8)
     probs = np.array([0.05, 0.02, 0.03, 0.7, 0.05, 0.05, 0.1], np.float32)
-    faces = [FaceResult(i + 1, box, probs, "happy", 0.7) for i, box in enumerate(boxes)]
+    faces = [make_face(i + 1, box, probs, LABELS) for i, box in enumerate(boxes)]
     return frame, FrameResult(faces=faces, frame_shape=frame.shape)
 
 

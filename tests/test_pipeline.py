@@ -10,6 +10,7 @@ from skimage import data
 import fer_core.model_zoo as model_zoo
 from fer_core.draw import draw_results
 from fer_core.pipeline import FrameResult, Pipeline
+from fer_core.settings import PipelineSettings, SettingsError
 from fer_core.session import ModelLoadError
 
 TIMINGS = {"detect", "preprocess", "inference", "total"}
@@ -34,7 +35,7 @@ def four_faces(astronaut) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def pipe(tiny_onnx, face_model_path):
-    with Pipeline(tiny_onnx, provider="cpu", face_model=face_model_path, smoothing=0.0) as p:
+    with Pipeline(tiny_onnx, PipelineSettings(smoothing=0.0), provider="cpu", face_model=face_model_path) as p:
         yield p
 
 
@@ -48,8 +49,8 @@ def test_end_to_end_on_a_real_photo(pipe, astronaut):
     x, y, w, h = face.box
     assert 190 < x + w / 2 < 260 and 95 < y + h / 2 < 160
     assert face.track_id == 1
-    assert face.probs.shape == (7,) and face.probs.sum() == pytest.approx(1.0, abs=1e-5)
-    assert face.label == pipe.labels[int(face.probs.argmax())] and face.score == pytest.approx(face.probs.max())
+    assert list(face.probs) == pipe.labels and sum(face.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert face.label == max(face.probs, key=face.probs.get) and face.score == face.probs[face.label]
     assert set(result.timings) == TIMINGS
     assert all(v >= 0 for v in result.timings.values())
     assert result.timings["total"] >= result.timings["detect"]
@@ -79,7 +80,7 @@ def test_face_cut_by_the_frame_edge(pipe, astronaut):
     assert len(result.faces) == 1
     face = result.faces[0]
     assert face.box[0] == 0 and face.box[1] == 0  # padded crop, not an error
-    assert face.probs.sum() == pytest.approx(1.0, abs=1e-5) and np.isfinite(face.probs).all()
+    assert face.vector().sum() == pytest.approx(1.0, abs=1e-5) and np.isfinite(face.vector()).all()
 
 
 def test_several_faces_keep_their_ids_while_moving(pipe, four_faces):
@@ -99,28 +100,59 @@ def test_several_faces_keep_their_ids_while_moving(pipe, four_faces):
 
 
 def test_max_faces_keeps_the_largest(tiny_onnx, face_model_path, four_faces):
-    with Pipeline(tiny_onnx, provider="cpu", face_model=face_model_path, max_faces=2) as p:
+    with Pipeline(tiny_onnx, PipelineSettings(max_faces=2), provider="cpu", face_model=face_model_path) as p:
         faces = p.process(four_faces).faces
     assert len(faces) == 2
     assert all(f.box[1] < 230 for f in faces)  # the two full-size heads in the top row
 
 
 def test_settings_change_at_run_time(pipe, astronaut):
-    pipe.min_confidence = 0.99
-    assert pipe.process(astronaut).faces == []
-    pipe.min_confidence = 0.5
-    assert pipe.min_confidence == 0.5
-    pipe.equalize = True
-    on = pipe.process(astronaut).faces[0].probs
-    pipe.equalize = False
-    off = pipe.process(astronaut).faces[0].probs
-    pipe.equalize = True
-    assert not np.allclose(on, off)
-    pipe.smoothing = 0.5
+    before = pipe.settings
+    pipe.settings = before.replace(min_confidence=0.99)
+    assert pipe.process(astronaut).faces == [] and pipe.detector.min_confidence == 0.99
+    pipe.settings = before
+    first = pipe.process(astronaut).faces[0].vector()
+    pipe.settings = before.replace(align=False)
+    unaligned = pipe.process(astronaut).faces[0].vector()
+    assert not np.allclose(first, unaligned)  # align reaches the crop
+    pipe.settings = before.replace(smoothing=0.5)
     assert pipe.tracker.smoothing == 0.5
-    smoothed = pipe.process(astronaut).faces[0].probs
-    np.testing.assert_allclose(smoothed, 0.5 * off + 0.5 * on, atol=1e-6)
-    pipe.smoothing = 0.0
+    smoothed = pipe.process(astronaut).faces[0].vector()
+    np.testing.assert_allclose(smoothed, 0.5 * unaligned + 0.5 * first, atol=1e-6)
+    pipe.settings = before.replace(uncertain_below=1.0)
+    assert pipe.process(astronaut).faces[0].uncertain
+    pipe.settings = before
+    with pytest.raises(TypeError):
+        pipe.settings = {"smoothing": 0.1}
+
+
+def test_settings_are_checked_once_for_every_front_door():
+    assert PipelineSettings().replace(quality="fastest").quality == "fastest"
+    for bad in (dict(smoothing=1.0), dict(min_confidence=-0.1), dict(uncertain_below=2), dict(quality="turbo"),
+                dict(max_faces=0), dict(colour=True)):
+        with pytest.raises(SettingsError):
+            PipelineSettings().replace(**bad)
+
+
+@pytest.mark.parametrize("equalize", [True, False])
+def test_the_model_file_governs_equalisation(tmp_path, face_model_path, astronaut, equalize):
+    """What the pipeline feeds the model is what the model's ``fer.equalize`` metadata says (as in fer-eval)."""
+    from conftest import make_tiny_onnx
+
+    from fer_core.crop import crop_face
+    from fer_core.preprocess import preprocess_face
+
+    path = make_tiny_onnx(tmp_path / f"eq{int(equalize)}.onnx", equalize=equalize)
+    with Pipeline(path, PipelineSettings(smoothing=0.0), provider="cpu", face_model=face_model_path) as p:
+        face = p.process(astronaut).faces[0]
+        det = p.detector.detect(astronaut)[0]
+        crop = crop_face(astronaut, det.box, p.settings.margin, shift=p.settings.shift, eyes=det.eyes)
+        meta = p.classifier.meta
+        expected = {eq: p.classifier.predict_batch(preprocess_face(crop, meta.input_size, meta.native_size or None,
+                                                                   eq, meta.mean, meta.std)[None])[0]
+                    for eq in (True, False)}
+    assert not np.allclose(expected[True], expected[False])
+    np.testing.assert_allclose(face.vector(), expected[equalize], atol=1e-5)
 
 
 # ---------------------------------------------------------------------- draw
@@ -217,9 +249,9 @@ def test_still_images_leave_the_stream_alone(face_model_path):
 
     frame = np.full((480, 640, 3), 80, np.uint8)
     paste(frame, cv2.resize(face_photos()[0], (300, 300)), 170, 90)
-    with Pipeline(face_model=face_model_path, running_mode="image", smoothing=0.9) as pipe:
+    with Pipeline(None, PipelineSettings(smoothing=0.9), face_model=face_model_path, running_mode="image") as pipe:
         first = pipe.process(frame, still=True)
         again = pipe.process(frame, still=True)
         assert len(first.faces) == 1 and first.faces[0].track_id == 1
-        np.testing.assert_allclose(first.faces[0].probs, again.faces[0].probs, atol=1e-6)
+        np.testing.assert_allclose(first.faces[0].vector(), again.faces[0].vector(), atol=1e-6)
         assert pipe.tracker.tracks == []

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from fer_core.labels import CANONICAL_CLASSES, FER2013_CLASSES
 from fer_core.records import FaceRecordWriter, record_columns
-
-
-@dataclass
-class Face:
-    track_id: int
-    box: tuple[int, int, int, int]
-    probs: np.ndarray
-    label: str
-    score: float
+from fer_core.results import Face
 
 
 def faces(n: int, classes: int = 7) -> list[Face]:
@@ -27,7 +18,8 @@ def faces(n: int, classes: int = 7) -> list[Face]:
     for i in range(n):
         p = np.full(classes, 0.5 / (classes - 1), np.float32)
         p[i % classes] = 0.5
-        out.append(Face(i + 1, (10 * i, 20, 30, 31), p, FER2013_CLASSES[i % 7], 0.5))
+        probs = {f"class{k}": float(v) for k, v in enumerate(p)}
+        out.append(Face(i + 1, (10 * i, 20, 30, 31), FER2013_CLASSES[i % 7], 0.5, probs))
     return out
 
 

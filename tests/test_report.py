@@ -16,7 +16,7 @@ LABELS = ["angry", "happy", "neutral"]
 
 class _Face:
     def __init__(self, track_id, probs):
-        self.track_id, self.box, self.probs = track_id, (10, 20, 30, 30), np.array(probs, float)
+        self.track_id, self.box, self.probs = track_id, (10, 20, 30, 30), dict(zip(LABELS, map(float, probs)))
         self.label, self.score, self.uncertain = LABELS[int(np.argmax(probs))], max(probs), False
 
 
