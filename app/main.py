@@ -19,6 +19,7 @@ import app  # noqa: F401  (applies the OpenCV / Qt plugin-path fix before any QA
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from fer_core.cli import PROVIDER_CHOICES, STOP_SIGNALS, provider_arg, signal_exit_status
 from app.main_window import MainWindow
 from app.qt_env import (XCB_LIBS, QtBindingError, check_pyside, has_display, missing_xcb_packages,
                         use_offscreen_if_headless)
@@ -33,9 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", default="0",
                         help="camera index, video file, image, folder of images or stream URL (default: camera 0)")
     parser.add_argument("--model", help="ONNX emotion model (default: $FER_MODEL or models/fer_realtime.onnx)")
-    parser.add_argument("--provider", default="auto",
-                        help="ONNX Runtime execution provider: auto, cpu, cuda, tensorrt, directml, coreml "
-                             "(default: auto)")
+    parser.add_argument("--provider", default="auto", type=provider_arg,
+                        help=f"ONNX Runtime execution provider: {', '.join(PROVIDER_CHOICES)} (default: auto)")
     parser.add_argument("--face-model", help="MediaPipe BlazeFace .tflite face detector (default: "
                                              "$FER_FACE_MODEL, the user cache, else a one-time download)")
     parser.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the whole window, then exit")
@@ -152,16 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         stopped_by.append(signum)
         window.close()
 
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     tick = QTimer()
     tick.start(250)
     tick.timeout.connect(lambda: None)
     rc = qt_app.exec()
     del quitter
     if stopped_by:
-        return 128 + stopped_by[0]  # the shell convention: 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
+        return signal_exit_status(stopped_by[0])
     return int(rc)
 
 

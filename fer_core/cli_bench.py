@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_core.bench import rate_text
-from fer_core.cli_run import CliError, provider_arg, run_guarded
+from fer_core.cli import PROVIDER_CHOICES, CliError, provider_arg, run_guarded
 
 PROG = "fer-bench"
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", nargs="+", metavar="ONNX", help="one or more ONNX models (default: the shipped default)")
     p.add_argument("--providers", type=_provider_list, default=["cpu"],
-                   help="comma-separated: auto, cpu, cuda, tensorrt, directml, coreml (default: cpu)")
+                   help=f"comma-separated: {', '.join(PROVIDER_CHOICES)} (default: cpu)")
     p.add_argument("--faces", type=_int_list, default=[1, 4], help="faces per frame of the synthetic clip (1,4)")
     p.add_argument("--source", help="time on this video (or image/folder) instead of the synthetic clip")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed frames (or batches) first (10)")

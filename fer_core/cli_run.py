@@ -8,25 +8,21 @@ line on stderr and exit non-zero.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fer_core.errors import FerError
+from fer_core.cli import (PROVIDER_CHOICES, CliError, fraction_arg, provider_arg, run_guarded, signal_exit_status,
+                          signal_name, stop_signals)
 from fer_core.settings import DEFAULTS, QUALITIES, PipelineSettings
-from fer_core.suggest import did_you_mean
 from fer_core.video_writer import VIDEO_SUFFIXES, VideoWriter
 
 PROG = "fer-run"
-PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml")
 
 EPILOG = """examples:
   fer-run --source 0 --show                                   # webcam, live window (q or Esc quits)
@@ -42,30 +38,6 @@ The --show window always shows the FPS and latency; files written with --out get
 Without --model the shipped default model in models/ is used (or the file named by $FER_MODEL).
 CSV/JSONL columns: frame, time_ms, track_id, x, y, w, h, label, score, p_<class> for every class.
 """
-
-
-class CliError(FerError):
-    """A fatal, user-facing problem: printed as one line, exit status 2."""
-
-
-def provider_arg(text: str) -> str:
-    """argparse type for ``--provider``: a known name, else an error with a "did you mean"."""
-    name = text.strip().lower()
-    if name in PROVIDER_CHOICES:
-        return name
-    hint = did_you_mean(name, PROVIDER_CHOICES, cutoff=0.5)
-    raise argparse.ArgumentTypeError(f"unknown provider '{text}'.{hint} Choose from {', '.join(PROVIDER_CHOICES)}")
-
-
-def fraction_arg(text: str) -> float:
-    """argparse type for a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
-    return value
 
 
 def smoothing_arg(text: str) -> float:
@@ -273,37 +245,6 @@ def run(args: argparse.Namespace) -> int:
             obj.close()
 
 
-class Stopped(KeyboardInterrupt):
-    """A second stop signal: abort at once (the first one lets the current frame finish)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def stop_signals():
-    """While active, Ctrl+C, SIGTERM and SIGHUP ask the loop to stop after the frame in hand, so the video and
-    the records end on the same frame; a second signal aborts at once. Yields the list the signals go to."""
-    received: list[int] = []
-    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if received:
-            raise Stopped(signum)
-        received.append(signum)
-
-    previous = {n: signal.signal(getattr(signal, n), handler) for n in names}
-    try:
-        yield received
-    finally:
-        for n, old in previous.items():
-            signal.signal(getattr(signal, n), old)
-
-
 def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOutput, records: Any,
           window: Window, tqdm: Any, draw_results: Any, stops: list[int] | None = None) -> int:
     from fer_core.pipeline import STAGES
@@ -351,9 +292,9 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
     elapsed = time.perf_counter() - start
     _print_summary(source, pipe, n_frames, n_faces, elapsed, timings, output, records, bool(interrupted))
     if interrupted:
-        name = "Ctrl+C" if interrupted == signal.SIGINT else signal.Signals(interrupted).name
-        print(f"{PROG}: stopped by {name}; the outputs hold the {n_frames} frames processed", file=sys.stderr)
-        return 128 + int(interrupted)  # 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
+        print(f"{PROG}: stopped by {signal_name(interrupted)}; the outputs hold the {n_frames} frames processed",
+              file=sys.stderr)
+        return signal_exit_status(interrupted)
     if source.error:
         print(f"{PROG}: error: {source.error}", file=sys.stderr)
         return 1
@@ -385,29 +326,6 @@ def _print_summary(source: Any, pipe: Any, n_frames: int, n_faces: int, elapsed:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer-run``; returns the exit status (0 ok, 1 source stopped/empty, 2 fatal error)."""
     return run_guarded(PROG, run, build_parser().parse_args(argv))
-
-
-def run_guarded(prog: str, run_fn, args: argparse.Namespace) -> int:
-    """Run a command's ``run_fn(args)``: warnings as ``prog: WARNING: ...`` lines, errors as one line, exit 2."""
-    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(levelname)s: %(message)s")
-    try:
-        return run_fn(args)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one clear line instead of a traceback; FER_DEBUG=1 shows it
-        if os.environ.get("FER_DEBUG"):
-            raise
-        print(f"{prog}: error: {error_message(exc)}", file=sys.stderr)
-        return 2
-
-
-def error_message(exc: BaseException) -> str:
-    """The user-facing line for an exception: our own errors as they are, others with their type."""
-    text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, (FerError, OSError, ValueError)):
-        return text
-    return f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fer_core.cli import PROVIDER_CHOICES, provider_arg
 from fer_core.suggest import did_you_mean
 from training.checkpoint import WEIGHT_CHOICES, CheckpointError, load_checkpoint
 from training.config import ConfigError, build_config, load_yaml
@@ -159,9 +160,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                    help="continue a run exactly (default: runs/<name>/last.pt)")
     g.add_argument("--config", metavar="YAML", help="settings file; command-line flags override it")
-    _bool(g, "--progress", "progress bars (default on)")
+    _bool(g, "--progress", "progress bars, on a terminal only (default on)")
     g.add_argument("--log-every", type=float, metavar="SECONDS",
-                   help="without progress bars, a status line this often; default 60")
+                   help="without progress bars (--no-progress, or stderr not a terminal), a status line this often; "
+                        "default 60")
     g.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
                    help="write last.pt/best.pt at most this often (and always at the end); default 120")
     g.add_argument("--val-every-s", type=float, metavar="SECONDS",
@@ -309,7 +311,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="best", choices=WEIGHT_CHOICES,
                    help="checkpoint weights: best (those that won validation), ema or raw")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (checkpoints)")
-    p.add_argument("--provider", default="auto", help="ONNX Runtime provider (ONNX models)")
+    p.add_argument("--provider", default="auto", type=provider_arg,
+                   help=f"ONNX Runtime provider for ONNX models: {', '.join(PROVIDER_CHOICES)} (default: auto)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--subset", type=int, default=None, help="evaluate N images per split (stratified)")
     p.add_argument("--cache-dir", default=None, help="decoded-data cache folder")

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import random
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_core.cli import signal_name, stop_signals
 from fer_core.model_meta import ModelMeta
 from training import engine
 from training.budget import BudgetClock
@@ -45,6 +44,7 @@ from training.distributed import (DistInfo, all_gather_objects, barrier, broadca
                                   init_distributed)
 from training.evaluate import test_report
 from training.loader import TrainBatches
+from training.progress import on_terminal
 from training.report import append_jsonl, plot_curves, read_jsonl, truncate_metrics, write_report
 from training.transforms import AugmentConfig
 
@@ -112,30 +112,16 @@ def check_run_dir(cfg: TrainConfig, resuming: bool) -> Path:
     return run_dir
 
 
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
-
-
 @contextmanager
 def stop_on_sigint():
-    """While active, the first Ctrl-C (or SIGTERM) only sets a flag (checked between steps); the second aborts."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag.is_set
-        return
+    """While active, the first Ctrl-C (or SIGTERM, SIGHUP) only sets a flag (checked between steps); the second
+    aborts. Yields the check."""
+    def first(signum: int) -> None:
+        log.warning("%s: stopping after the current step and saving last.pt (Ctrl-C again to abort now)",
+                    signal_name(signum))
 
-    def handler(signum, frame):
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.set()
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        log.warning("%s: stopping after the current step and saving last.pt (Ctrl-C again to abort now)", name)
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield flag.is_set
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    with stop_signals(first) as received:
+        yield lambda: bool(received)
 
 
 def cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +251,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     if cfg.workers:
         torch.set_num_threads(cfg.workers)
     main = info.is_main
-    progress = cfg.progress and main
+    progress = on_terminal(cfg.progress) and main  # no bars in a log file: status lines instead
     ckpt_path = resume_path(cfg)
     resume = load_checkpoint(ckpt_path) if ckpt_path else None
     run_dir = check_run_dir(cfg, resume is not None) if main else None
