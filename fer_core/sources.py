@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fer_core.errors import FerError
+from fer_core.errors import FerError, os_reason
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet: read when OpenCV first loads it
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,57 @@ def read_image(path: str | Path, unchanged: bool = False) -> np.ndarray | None:
     if img is not None and img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     return img if img is not None and img.size else None
+
+
+#: What libjpeg says on stderr about a JPEG whose data is damaged (it still decodes, with grey or garbled parts).
+JPEG_DAMAGE_MESSAGES = ("Corrupt JPEG data", "Premature end of JPEG file")
+DAMAGED = "damaged image data (the file is truncated or corrupt)"
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 2 inside the block (libjpeg's warnings) instead of
+    letting it reach the terminal; the text is in the yielded list afterwards. Does nothing without an fd 2."""
+    out: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield out
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def read_image_checked(path: str | Path) -> tuple[np.ndarray | None, str]:
+    """Read an image file as BGR uint8 and say what is wrong with it: ``(image, "")`` when it is whole, else
+    ``(None, why)`` with ``why`` in plain words: ``"permission denied"``, ``"empty file"``, :data:`DAMAGED` (a
+    JPEG that libjpeg reports as corrupt, even though it decodes), ``"corrupt file or unsupported format"``."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        return None, os_reason(exc)
+    if data.size == 0:
+        return None, "empty file"
+    if data[:2].tobytes() != b"\xff\xd8":  # not a JPEG: libjpeg is not involved
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        return (img, "") if img is not None and img.size else (None, "corrupt file or unsupported format")
+    with _native_stderr() as said:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    text = said[0].strip() if said else ""
+    if text:
+        log.debug("%s: libjpeg said: %s", path, text)
+    if any(m in text for m in JPEG_DAMAGE_MESSAGES):
+        return None, DAMAGED
+    return (img, "") if img is not None and img.size else (None, "corrupt file or unsupported format")
 
 
 SHORTFALL_FRAMES = 5  # containers' frame counts are estimates: a few frames short is a whole file
@@ -204,7 +259,8 @@ class CaptureSource(FrameSource):
 
 
 class ImageSource(FrameSource):
-    """One image file or a sorted list of image files; unreadable files are skipped with a warning.
+    """One image file or a sorted list of image files; unreadable or damaged files (:func:`read_image_checked`)
+    are skipped with a warning and listed in ``skipped``; a single such file is a :class:`SourceError`.
 
     Timestamps are nominal: one image per second (``fps`` = 1.0). ``last_path`` is the file of the
     frame most recently yielded (for naming outputs).
@@ -219,14 +275,14 @@ class ImageSource(FrameSource):
         self.error = None
         self.skipped: list[Path] = []
         self.last_path: Path | None = None
-        first = None
+        first, why = None, ""
         for p in self.paths:
-            first = read_image(p)
+            first, why = read_image_checked(p)
             if first is not None:
                 break
         if first is None:
             if len(self.paths) == 1:
-                raise SourceError(f"cannot read image {name} (corrupt file or unsupported format)")
+                raise SourceError(f"{name}: {why}" if why == DAMAGED else f"cannot read image {name} ({why})")
             raise SourceError(f"no readable images in {name} ({len(self.paths)} files tried)")
         h, w = first.shape[:2]
         self.frame_size = (w, h)
@@ -234,9 +290,9 @@ class ImageSource(FrameSource):
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         idx = 0
         for p in self.paths:
-            img = read_image(p)
+            img, why = read_image_checked(p)
             if img is None:
-                log.warning("skipping unreadable image %s", p)
+                log.warning("skipping %s: %s", p, why)
                 self.skipped.append(p)
                 continue
             self.last_path = p
@@ -286,8 +342,17 @@ def open_video(path: Path) -> CaptureSource:
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot read video {path} (unsupported format or corrupt file)")
+            raise SourceError(f"cannot read video {path} ({_unreadable(path) or 'unsupported format or corrupt file'})")
         return CaptureSource(cap, str(path), is_live=False)
+
+
+def _unreadable(path: Path) -> str:
+    """Why ``path`` cannot be opened for reading (``"permission denied"``), or ``""`` when it can."""
+    try:
+        with open(path, "rb"):
+            return ""
+    except OSError as exc:
+        return os_reason(exc)
 
 
 def open_folder(folder: Path) -> ImageSource:
