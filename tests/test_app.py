@@ -287,7 +287,7 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     assert np.allclose(chart.values[-1], history[-1][1])
     assert f"#{small.track_id}" in window.face_panel.title.text()
 
-    # Snapshot, and a short recording (MP4 + per-face CSV).
+    # Snapshot, and a short recording (MKV + per-face CSV).
     assert window.save_snapshot(tmp_path / "snap.png")
     assert cv2.imread(str(tmp_path / "snap.png")).shape == (SIZE[1], SIZE[0], 3)
     panel_width = window.controls.width()
@@ -302,7 +302,7 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     window.stop_recording()
     qtbot.waitUntil(lambda: not window.controls.record_button.isChecked(), timeout=5000)
     assert not window.readouts.rec.isVisible()
-    cap = cv2.VideoCapture(str(tmp_path / "rec.mp4"))
+    cap = cv2.VideoCapture(str(tmp_path / "rec.mkv"))  # the crash-safe container (app/recorder.py)
     assert cap.isOpened() and cap.read()[0]
     cap.release()
     lines = (tmp_path / "rec.csv").read_text().splitlines()
