@@ -193,11 +193,11 @@ def test_window_end_to_end_then_ingest_then_distil(pack, fer2013_root, tmp_path)
         assert results[name]["status"] == "ok"
         assert results[name]["verify"]["fp32"]["passed"]
         # the ONNX rebuilt at home from the fp16 weights, with mirror averaging built in, scores like the model
-        # on the box with flip TTA (same faces but the originals instead of the pack's JPEG re-encoding, fp16
-        # instead of fp32 weights)
+        # on the box with flip TTA: the same SUBSET test faces and the same weights, so only the pack's JPEG
+        # re-encoding (about 1.3 grey levels) and fp16 storage differ; measured gap 0 (3 runs), one face allowed
         box = summary["jobs"][name]["result"]["test"]["flip"]
         assert set(results[name]["eval"]["test"]) == {"flip"}
-        assert abs(results[name]["eval"]["test"]["flip"] - box) <= 0.15
+        assert abs(results[name]["eval"]["test"]["flip"] - box) <= 1 / SUBSET + 1e-9
         props = {p.key: p.value for p in onnx.load(results[name]["onnx"]).metadata_props}
         assert props["tta"] == "flip" and float(props["fer.temperature"]) > 0
         assert (teachers / f"fer2013_{name}.npz").is_file()

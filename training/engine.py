@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from fer_core.model_meta import DEFAULT_MEAN, DEFAULT_STD
 from training.distributed import DistInfo, all_gather_objects, all_reduce_max, all_reduce_sum, eval_shard
 from training.loader import TrainBatches
+from training.progress import progress_bar
 from training.report import classification_metrics
 from training.transforms import tta_views
 
@@ -308,8 +308,8 @@ def train_one_epoch(model: nn.Module, batches: TrainBatches, criterion: Callable
         return {"step": step, "loss_sum": prior_loss + float(loss_sum), "count": count,
                 "seconds": prior_sec + time.perf_counter() - t0, "images": images}
 
-    bar = tqdm(total=steps, initial=first, desc=desc or f"epoch {epoch + 1} train", disable=not progress,
-               leave=False, dynamic_ncols=True, mininterval=1.0)
+    bar = progress_bar(steps, desc or f"epoch {epoch + 1} train", progress, initial=first, dynamic_ncols=True,
+                       mininterval=1.0)
     for step, (x, y) in enumerate(batches.batches(epoch, first), start=first):
         loss = train_step(model, x, y, criterion, optimizer, scaler, amp, clip_grad, teacher, distill_alpha,
                           distill_temp, distill_fn, loss_fn=loss_fn)
@@ -381,8 +381,7 @@ def predict_probs(model: nn.Module, images: torch.Tensor, img_size: int, batch_s
     model.eval()
     idx_all = eval_shard(len(images), info)
     out: list[torch.Tensor] = []
-    bar = tqdm(total=len(idx_all), desc=desc, disable=not progress, leave=False, dynamic_ncols=True,
-               mininterval=1.0)
+    bar = progress_bar(len(idx_all), desc, progress, dynamic_ncols=True, mininterval=1.0)
     for i in range(0, len(idx_all), batch_size):
         if not info.enabled and stop_requested():  # with DDP, ranks agree on stopping between training steps
             bar.close()

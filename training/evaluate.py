@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from fer_core.model_meta import ModelMeta
 from training.checkpoint import build_model_from_checkpoint, load_checkpoint
 from training.engine import Amp, evaluate
+from training.progress import progress_bar
 from training.report import classification_metrics, write_report
 from training.transforms import TTA_MODES, tencrop_offsets, tencrop_size
 
@@ -132,16 +132,18 @@ def onnx_probs(clf: Any, faces: np.ndarray, mode: str, batch_size: int = 256, pr
 
     size, mean, std = clf.input_size, clf.meta.mean, clf.meta.std
     out = []
-    for i in tqdm(range(0, len(faces), batch_size), desc=f"onnx TTA {mode}", disable=not progress, leave=False):
-        chunk = faces[i:i + batch_size]
-        if mode == "tencrop":
-            big = np.stack([to_input(f, tencrop_size(size), mean, std) for f in chunk])
-            views = [np.ascontiguousarray(big[..., t:t + size, l:l + size]) for t, l in tencrop_offsets(size)]
-            views += [np.ascontiguousarray(v[..., ::-1]) for v in views]
-        else:
-            x = np.stack([to_input(f, size, mean, std) for f in chunk])
-            views = [x] if mode == "none" else [x, np.ascontiguousarray(x[..., ::-1])]
-        out.append(sum(clf.predict_batch(v) for v in views) / len(views))
+    with progress_bar(len(faces), f"onnx TTA {mode}", progress, unit="img") as bar:
+        for i in range(0, len(faces), batch_size):
+            chunk = faces[i:i + batch_size]
+            if mode == "tencrop":
+                big = np.stack([to_input(f, tencrop_size(size), mean, std) for f in chunk])
+                views = [np.ascontiguousarray(big[..., t:t + size, l:l + size]) for t, l in tencrop_offsets(size)]
+                views += [np.ascontiguousarray(v[..., ::-1]) for v in views]
+            else:
+                x = np.stack([to_input(f, size, mean, std) for f in chunk])
+                views = [x] if mode == "none" else [x, np.ascontiguousarray(x[..., ::-1])]
+            out.append(sum(clf.predict_batch(v) for v in views) / len(views))
+            bar.update(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, len(clf.labels)), np.float32)
 
 

@@ -176,9 +176,9 @@ def _batches(n: int) -> Iterator[slice]:
 
 
 def _progress(n: int, desc: str, enabled: bool):
-    from tqdm import tqdm
+    from training.progress import progress_bar
 
-    return tqdm(total=n, desc=desc, unit="img", disable=not enabled, leave=False)
+    return progress_bar(n, desc, enabled, unit="img")
 
 
 def torch_logits(model, faces: np.ndarray, progress: bool = False) -> np.ndarray:

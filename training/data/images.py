@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from fer_core.preprocess import prepare_gray
 from fer_core.sources import read_image as _read
+from training.progress import progress_bar
 
 CHUNK = 256
 
@@ -58,7 +58,7 @@ def decode_all(
         read: returns the raw image, or ``None`` when it cannot be read.
         size: side length of the output images.
         equalize: histogram equalisation (``prepare_gray``).
-        progress: show a tqdm bar.
+        progress: show a progress bar (on a terminal only, :mod:`training.progress`).
         desc: bar label.
         workers: thread count (default: CPU count, at most 8).
 
@@ -83,7 +83,7 @@ def decode_all(
         return stop - start
 
     workers = workers or min(8, os.cpu_count() or 1)
-    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(n, desc, progress, unit="img") as bar:
         if workers <= 1:
             for start in range(0, n, CHUNK):
                 bar.update(work(start))
