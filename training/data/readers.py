@@ -22,8 +22,8 @@ Reader = Callable[[Path], Listing]
 def choose_reader(kind: str, path: Path) -> tuple[str, Path, Reader]:
     """``(reader kind, path it reads, reader)`` for a spec; the reader kind names the cache entry.
 
-    ``fer2013`` reads a CSV when ``path`` is a file, or a folder holding ``fer2013.csv`` and no
-    split folders (train/val/test); otherwise the Kaggle folders. ``ferplus_soft`` shares the ``ferplus`` reader and cache;
+    ``fer2013`` reads a CSV when ``path`` is a file, or a folder holding ``fer2013.csv`` and no split folders
+    (train/val/test); otherwise the Kaggle folders. ``ferplus_soft`` shares the ``ferplus`` reader and cache;
     ``ferplus_majority`` has its own (fewer images).
     """
     if kind == "fer2013":
