@@ -262,8 +262,9 @@ def run_benchmark(
     frame_size: tuple[int, int] = (640, 480),
     n_frames: int = 30,
     small_faces: bool = False,
+    qualities: Sequence[str] = ("best",),
 ) -> list[dict[str, Any]]:
-    """Time ``Pipeline.process`` for each model x provider x face count, in ``repeats`` timed repeats.
+    """Time ``Pipeline.process`` for each model x provider x quality x face count, in ``repeats`` timed repeats.
 
     Args:
         model_paths: ONNX classifier files.
@@ -281,10 +282,12 @@ def run_benchmark(
         face_model: face detector model path (default: the usual lookup, see ``face_model.py``).
         frame_size: synthetic clip (width, height).
         n_frames: synthetic clip length.
-        small_faces: time the detector's tiled search for small faces too (see ``FaceDetector``).
+        small_faces: time the detector's tiled search for small faces too (see ``FaceDetector``). Photos (an image
+            or a folder as ``source``) are always searched so, and read as the API reads them (``still``).
+        qualities: the :data:`fer_core.settings.QUALITIES` to time, one row each.
 
     Returns:
-        One dict per configuration: ``model, model_path, provider, provider_used, faces, faces_found (mean
+        One dict per configuration: ``model, model_path, provider, provider_used, quality, faces, faces_found (mean
         per timed frame), detector, status (ok|skipped|error|cancelled), reason (also notes faces not found),
         repeats, frames, seconds, fps, fps_min, fps_max, faces_per_s, faces_per_s_min, faces_per_s_max`` and
         ``<stage>_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` for every stage (over all repeats).
@@ -293,23 +296,24 @@ def run_benchmark(
 
     clips: dict[Any, list[np.ndarray]] = {}
     counts: list[int | None] = [None] if source is not None else [int(n) for n in face_counts]
-    configs = [(m, p, n) for m in model_paths for p in providers for n in counts]
+    configs = [(m, p, q, n) for m in model_paths for p in providers for q in qualities for n in counts]
     loop = _Loop(warmup, iterations, repeats, duration_s, _Progress(0, progress_cb, cancel_cb))
     loop.progress.total = len(configs) * loop.steps
     rows: list[dict[str, Any]] = []
-    for model_path, provider, n_faces in configs:
+    for model_path, provider, quality, n_faces in configs:
         row = _base_row(model_path, provider)
-        row.update(faces=n_faces if n_faces is not None else "source", faces_found=None,
+        row.update(quality=quality, faces=n_faces if n_faces is not None else "source", faces_found=None,
                    source=str(source) if source else "synthetic")
         rows.append(row)
         if _provider_problem(provider) is None and n_faces not in clips:
             clips[n_faces] = (load_source(source) if source is not None
                               else (synthetic_clip(n_faces, size=frame_size, n_frames=n_frames), False))
-        pipe = _open(row, provider, loop, lambda m=model_path, p=provider: EmotionRecognizer(
-            model=m, provider=p, face_model=face_model, small_faces=small_faces))
+        frames, still = clips.get(n_faces, ([], False))
+        pipe = _open(row, provider, loop, lambda m=model_path, p=provider, q=quality, i=still: EmotionRecognizer(
+            model=m, provider=p, face_model=face_model, small_faces=small_faces, quality=q,
+            running_mode="image" if i else "video"))  # photos as fer-run and the API read them
         if pipe is None:
             continue
-        frames, still = clips[n_faces]
         with pipe:
             row["detector"] = pipe.detector_backend
             samples: dict[str, list[float]] = {s: [] for s in STAGES}

@@ -14,11 +14,14 @@ from typing import Any
 
 from fer_core.bench import rate_text
 from fer_core.cli import PROVIDER_CHOICES, CliError, provider_arg, run_guarded
+from fer_core.settings import QUALITIES
 
 PROG = "fer-bench"
 
 EPILOG = """examples:
   fer-bench --model models/fer_realtime.onnx --providers cpu --faces 1,4
+  fer-bench --quality best,balanced,fastest --faces 1,4,8        # one row per quality and face count
+  fer-bench --source group.jpg --quality best                     # a photo, read as fer-run and the API read it
   fer-bench --model models/a.onnx models/b.onnx --providers cpu,cuda,tensorrt --faces 1,4 --json bench.json
   fer-bench --model models/a.onnx --source clip.mp4 --duration 10 --repeats 5 --csv bench.csv
   fer-bench --model models/emonext_tiny.onnx --providers cuda,tensorrt --batch 32   # classifier only, faces/s
@@ -40,6 +43,14 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _quality_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in QUALITIES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"'{text}': give one or more of {', '.join(QUALITIES)}, comma-separated")
+    return names
+
+
 def _provider_list(text: str) -> list[str]:
     names = [provider_arg(v) for v in text.split(",") if v.strip()]
     if not names:
@@ -55,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated: {', '.join(PROVIDER_CHOICES)} (default: cpu)")
     p.add_argument("--faces", type=_int_list, default=[1, 4], help="faces per frame of the synthetic clip (1,4)")
     p.add_argument("--source", help="time on this video (or image/folder) instead of the synthetic clip")
+    p.add_argument("--quality", type=_quality_list, default=["best"], metavar="Q[,Q...]",
+                   help=f"comma-separated qualities to time, one row each: {', '.join(QUALITIES)} (best)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed frames (or batches) first (10)")
     p.add_argument("--repeats", type=int, default=3, metavar="R",
                    help="timed repeats per configuration; the median frames/s of them is reported (3)")
@@ -90,12 +103,12 @@ def format_table(rows: list[dict[str, Any]], batch: bool = False) -> str:
                  "/".join(_fmt(r.get(f"batch_{k}_ms"), 2) for k in ("median", "p90", "p99")),
                  r["status"] + (f": {r['reason']}" if r.get("reason") else "")] for r in rows]
     else:
-        header = ["model", "provider", "faces", "found", "frames/s (range)", "faces/s", "detect ms", "preproc ms",
+        header = ["model", "provider", "quality", "faces", "found", "frames/s (range)", "faces/s", "detect ms", "preproc ms",
                   "infer ms", "total ms (med/p90/p99)", "status"]
         body = []
         for r in rows:
             total = "/".join(_fmt(r.get(f"total_{k}_ms")) for k in ("median", "p90", "p99"))
-            body.append([r["model"], r["provider"], str(r.get("faces", "")), _fmt(r.get("faces_found"), 2),
+            body.append([r["model"], r["provider"], str(r.get("quality", "")), str(r.get("faces", "")), _fmt(r.get("faces_found"), 2),
                          rate_text(r), _fmt(r.get("faces_per_s")), _fmt(r.get("detect_median_ms"), 2),
                          _fmt(r.get("preprocess_median_ms"), 2), _fmt(r.get("inference_median_ms"), 2), total,
                          r["status"] + (f": {r['reason']}" if r.get("reason") else "")])
@@ -127,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     if args.source is not None and not str(args.source).strip():
         raise CliError("--source is empty")
 
-    bar = tqdm(total=1, desc=PROG, unit="step", leave=False, disable=args.no_progress)
+    # disable=None: no bar when stderr is not a terminal (a log file, a pipe), where its updates would pile up
+    bar = tqdm(total=1, desc=PROG, unit="step", leave=False, disable=True if args.no_progress else None)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -141,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             rows = run_classifier_benchmark(batch=args.batch, **common)
         else:
             rows = run_benchmark(face_counts=args.faces, source=args.source, face_model=args.face_model,
-                                small_faces=args.small_faces, **common)
+                                small_faces=args.small_faces, qualities=args.quality, **common)
     finally:
         bar.close()
 

@@ -252,7 +252,8 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
     total = source.frame_count
     if total is not None and args.max_frames is not None:
         total = min(total, args.max_frames)
-    bar = tqdm(total=total, unit="frame", desc=PROG, disable=source.is_live, leave=False)
+    # disable=None: no bar when stderr is not a terminal (a log file, a pipe), where its updates would pile up
+    bar = tqdm(total=total, unit="frame", desc=PROG, disable=True if source.is_live else None, leave=False)
     timings: dict[str, list[float]] = {stage: [] for stage in STAGES}
     n_frames = n_faces = 0
     fps_ema: float | None = None
