@@ -20,7 +20,8 @@ import numpy as np
 from fer_core.cli import (PROVIDER_CHOICES, CliError, fraction_arg, provider_arg, run_guarded, signal_exit_status,
                           signal_name, stop_signals)
 from fer_core.settings import DEFAULTS, QUALITIES, PipelineSettings
-from fer_core.video_writer import VIDEO_SUFFIXES, VideoWriter
+from fer_core.errors import FerError, write_error
+from fer_core.video_writer import CRASH_SAFE_SUFFIX, VIDEO_SUFFIXES, VideoWriter, describe_codec
 
 PROG = "fer-run"
 
@@ -105,6 +106,7 @@ class AnnotatedOutput:
         self.folder: Path | None = None
         self.image_path: Path | None = None
         self.written = 0
+        self.codec: str | None = None  # the video's, once it is closed
         self._writer = None
         self._fps = source.fps
         self._image_source = isinstance(source, ImageSource)
@@ -130,7 +132,7 @@ class AnnotatedOutput:
                            "or a folder")
         else:
             stem = "camera" if source.is_live else Path(source.name).stem
-            self.video_path = path / f"{_safe(stem)}_annotated.mp4"
+            self.video_path = path / f"{_safe(stem)}_annotated{CRASH_SAFE_SUFFIX}"  # playable after a crash
 
     @property
     def target(self) -> Path | None:
@@ -150,15 +152,21 @@ class AnnotatedOutput:
             ok, data = cv2.imencode(path.suffix or ".png", frame)
             if not ok:
                 raise CliError(f"cannot encode image {path} (unsupported image type '{path.suffix}')")
-            data.tofile(str(path))
+            try:
+                with open(path, "wb") as f:
+                    f.write(data.tobytes())
+            except OSError as exc:
+                raise write_error(path, exc) from exc
         else:
             return
         self.written += 1
 
     def close(self) -> None:
+        """Finish the video; ``VideoWriteError`` (once) when it is incomplete."""
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            self.codec = writer.codec
+            writer.close()
 
 
 def _safe(name: str) -> str:
@@ -231,10 +239,7 @@ def run(args: argparse.Namespace) -> int:
         record_path = args.csv or args.jsonl
         records = None
         if record_path:
-            try:
-                records = FaceRecordWriter(record_path, pipe.labels, with_source=isinstance(source, ImageSource))
-            except OSError as exc:
-                raise CliError(f"cannot write {record_path}: {exc.strerror or exc}") from None
+            records = FaceRecordWriter(record_path, pipe.labels, with_source=isinstance(source, ImageSource))
             stack.append(records)
         window = Window(args.show)
         stack.append(window)
@@ -242,7 +247,10 @@ def run(args: argparse.Namespace) -> int:
             return _loop(args, source, pipe, output, records, window, tqdm, draw_results, stops)
     finally:
         for obj in reversed(stack):
-            obj.close()
+            try:
+                obj.close()
+            except FerError as exc:  # an output that fails while another error is on its way: say so, close the rest
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
 
 
 def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOutput, records: Any,
@@ -291,7 +299,12 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
-    _print_summary(source, pipe, n_frames, n_faces, elapsed, timings, output, records, bool(interrupted))
+    failed = _finish_outputs(output, records)  # before the summary, which names only what was written
+    _print_summary(source, pipe, n_frames, n_faces, elapsed, timings, output, records, bool(interrupted), failed)
+    for message in failed.values():
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+    if failed:
+        return 2
     if interrupted:
         print(f"{PROG}: stopped by {signal_name(interrupted)}; the outputs hold the {n_frames} frames processed",
               file=sys.stderr)
@@ -305,9 +318,21 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
     return 0
 
 
+def _finish_outputs(output: AnnotatedOutput, records: Any) -> dict[str, str]:
+    """Close the video and the records; the error message of each that failed (keys ``"video"``, ``"records"``)."""
+    failed = {}
+    for key, obj in (("video", output), ("records", records)):
+        try:
+            if obj is not None:
+                obj.close()
+        except FerError as exc:
+            failed[key] = str(exc)
+    return failed
+
+
 def _print_summary(source: Any, pipe: Any, n_frames: int, n_faces: int, elapsed: float,
                    timings: dict[str, list[float]], output: AnnotatedOutput, records: Any,
-                   interrupted: bool) -> None:
+                   interrupted: bool, failed: dict[str, str] | None = None) -> None:
     stages = ", ".join(f"{k} {np.nanmedian(v):.1f}" for k, v in timings.items() if v and not np.all(np.isnan(v)))
     fps = n_frames / elapsed if elapsed > 0 else 0.0
     print(f"{source.name}: {n_frames} frames, {n_faces} faces in {elapsed:.1f} s ({fps:.1f} frames/s overall)"
@@ -315,9 +340,12 @@ def _print_summary(source: Any, pipe: Any, n_frames: int, n_faces: int, elapsed:
     if stages:
         print(f"  median ms per frame: {stages}  [{Path(str(pipe.model_path)).name} on {pipe.provider}, "
               f"detector {pipe.detector_backend}]")
-    if output.target is not None:
-        print(f"  annotated {'video' if output.video_path else 'images'}: {output.target} ({output.written} frames)")
-    if records is not None:
+    failed = failed or {}
+    if output.target is not None and "video" not in failed:
+        codec = f", {describe_codec(output.codec)}" if output.codec else ""
+        print(f"  annotated {'video' if output.video_path else 'images'}: {output.target} ({output.written} "
+              f"frames{codec})")
+    if records is not None and "records" not in failed:
         print(f"  records: {records.path} ({records.rows} rows)")
     skipped = getattr(source, "skipped", [])
     if skipped:

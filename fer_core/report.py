@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.labels import class_color
-from fer_core.errors import FerError
+from fer_core.errors import FerError, os_reason
 
 PROG = "fer-report"
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def _decode(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise ReportError(f"cannot read {path}: {err.strerror or err}") from None
+        raise ReportError(f"cannot read {path}: {os_reason(err)}") from None
     try:
         if b"\x00" not in data:
             return data.decode("utf-8")
@@ -248,12 +248,12 @@ def write_report(records: str | Path, out: str | Path | None = None,
     summary = summarize(rows, labels)
     out = Path(out) if out else Path(records).with_suffix(".html")
     page = render(summary, plots(rows, summary), f"Session report: {Path(records).name}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
-        summary_path(out).write_text(json.dumps(summary, indent=1))
-    except OSError as err:
-        raise ReportError(f"cannot write {out}: {err.strerror or err}") from None
+    for path, text in ((out, page), (summary_path(out), json.dumps(summary, indent=1))):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise ReportError(f"cannot write {path}: {os_reason(err)}") from None
     return out
 
 
