@@ -1,6 +1,7 @@
-"""The control column: source, model, provider, smoothing, confidence, pause, snapshot, record.
+"""The control column: source, model, provider, the processing settings, pause, snapshot, record.
 
-Widgets only: every change is emitted as a signal and the main window passes it to the worker.
+Widgets only: every change is emitted as a signal and the main window passes it to the worker. The processing
+controls edit one :class:`fer_core.settings.PipelineSettings` and emit the whole new one (``settings_changed``).
 File dialogs for choosing inputs live here and emit the chosen path.
 """
 
@@ -13,9 +14,26 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout,
                                QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
 
+from fer_core.settings import DEFAULTS, QUALITIES, PipelineSettings
+
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
 MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
+
+#: What each quality (fer_core.settings.QUALITIES, fer_core.pipeline.QUALITY_PLANS) costs, for its tooltip.
+QUALITY_TIPS = {
+    "best": "best: every face read with its mirror image, in every frame. The most accurate; twice the "
+            "classifier's work of the others.",
+    "balanced": "balanced: each face read once (half the classifier's work, about 2 points less accurate on "
+                "FER2013); when reading every face would drop below 15 frames/s, the faces take turns and the "
+                "others keep their last reading.",
+    "fastest": "fastest: each face read once, and the faces take turns to keep 30 frames/s; the others keep "
+               "their last reading. Photos always read every face.",
+}
+RECORD_TIP = "Record, or stop recording, the annotated video and every face's probabilities (CSV)"
+SMALL_FACES_TIP = ("Also search four overlapping tiles of the frame: finds faces down to about a tenth of the frame "
+                   "width, at about five times the detection time")
+SMALL_FACES_STILL_TIP = "Photos are always searched for small faces (a photo has the time)"
 
 
 def _slider(lo: int, hi: int, value: int) -> QSlider:
@@ -33,22 +51,26 @@ class ControlsPanel(QWidget):
     cameras_refresh_requested = Signal()
     model_requested = Signal(str)
     provider_requested = Signal(str)
-    smoothing_changed = Signal(float)  # 0 = off
-    confidence_changed = Signal(float)
-    small_faces_changed = Signal(bool)
-    align_changed = Signal(bool)
-    uncertain_changed = Signal(float)
+    settings_changed = Signal(object)  # a new PipelineSettings
     report_requested = Signal()
     pause_toggled = Signal(bool)
     snapshot_requested = Signal()
     record_toggled = Signal(bool)
     burn_fps_changed = Signal(bool)
 
-    def __init__(self, models: Sequence[Path], providers: Sequence[str], smoothing: float = 0.6,
-                 confidence: float = 0.5, small_faces: bool = False, align: bool = True,
-                 uncertain: float = 0.4,
+    def __init__(self, models: Sequence[Path], providers: Sequence[str], settings: PipelineSettings = DEFAULTS,
                  parent: QWidget | None = None) -> None:
+        """Args:
+            models: the classifiers to offer.
+            providers: the execution providers to offer (``auto`` comes first).
+            settings: the processing settings shown at first; the fields without a control are kept as they are.
+        """
         super().__init__(parent)
+        self._base = settings  # the fields without a control come from here
+        self._still = False
+        self._can_record = False
+        self._small_faces = settings.small_faces  # the user's choice, kept while a photo shows it checked
+        smoothing, confidence, uncertain = settings.smoothing, settings.min_confidence, settings.uncertain_below
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
 
@@ -58,6 +80,8 @@ class ControlsPanel(QWidget):
         row = QHBoxLayout()
         self.camera_combo = QComboBox()
         self.camera_combo.setToolTip("Cameras found on this computer")
+        self.camera_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.camera_combo.setMinimumContentsLength(8)  # the column stays narrow whatever the items say
         self.refresh_button = QPushButton("Rescan")
         row.addWidget(self.camera_combo, 1)
         row.addWidget(self.refresh_button)
@@ -116,15 +140,21 @@ class ControlsPanel(QWidget):
         row.addWidget(self.uncertain_value)
         form.addRow("Unsure below", row)
         self.small_faces_check = QCheckBox("Find small faces (slower)")
-        self.small_faces_check.setToolTip("Also search four overlapping tiles of the frame: finds faces down to "
-                                          "about a tenth of the frame width, at about five times the detection time (photos: always)")
-        self.small_faces_check.setChecked(small_faces)
+        self.small_faces_check.setToolTip(SMALL_FACES_TIP)
+        self.small_faces_check.setChecked(settings.small_faces)
         form.addRow(self.small_faces_check)
         self.align_check = QCheckBox("Turn faces upright")
         self.align_check.setToolTip("Rotate each face so its eyes are level before reading its expression, as in "
                                     "the training faces")
-        self.align_check.setChecked(align)
+        self.align_check.setChecked(settings.align)
         form.addRow(self.align_check)
+        self.quality_combo = QComboBox()
+        for i, name in enumerate(QUALITIES):
+            self.quality_combo.addItem(name, name)
+            self.quality_combo.setItemData(i, QUALITY_TIPS[name], Qt.ItemDataRole.ToolTipRole)
+        self.quality_combo.setToolTip("Speed or accuracy:\n" + "\n".join(QUALITY_TIPS[q] for q in QUALITIES))
+        self.quality_combo.setCurrentIndex(QUALITIES.index(settings.quality))
+        form.addRow("Quality", self.quality_combo)
         layout.addWidget(box)
 
         # Actions
@@ -135,8 +165,8 @@ class ControlsPanel(QWidget):
         self.snapshot_button = QPushButton("Snapshot")
         self.record_button = QPushButton("Record")
         self.record_button.setCheckable(True)
-        self.record_button.setToolTip("Record, or stop recording, the annotated video (MP4) and every face's "
-                                      "probabilities (CSV)")
+        self.record_button.setToolTip(RECORD_TIP)
+        self.record_button.setEnabled(False)  # until something plays
         self.report_button = QPushButton("Session report")
         self.report_button.setToolTip("An HTML report of the last recording, or of the video that just ended: "
                                       "every face's emotions over time")
@@ -161,12 +191,11 @@ class ControlsPanel(QWidget):
         self.model_combo.activated.connect(lambda i: self.model_requested.emit(self.model_combo.itemData(i)))
         self.browse_model_button.clicked.connect(self.choose_model)
         self.provider_combo.activated.connect(lambda i: self.provider_requested.emit(self.provider_combo.itemData(i)))
-        self.smoothing_check.toggled.connect(self._emit_smoothing)
-        self.smoothing_slider.valueChanged.connect(self._emit_smoothing)
-        self.confidence_slider.valueChanged.connect(self._emit_confidence)
-        self.uncertain_slider.valueChanged.connect(self._emit_uncertain)
-        self.small_faces_check.toggled.connect(self.small_faces_changed)
-        self.align_check.toggled.connect(self.align_changed)
+        for signal in (self.smoothing_check.toggled, self.smoothing_slider.valueChanged,
+                       self.confidence_slider.valueChanged, self.uncertain_slider.valueChanged,
+                       self.align_check.toggled, self.quality_combo.activated):
+            signal.connect(self._emit_settings)
+        self.small_faces_check.toggled.connect(self._on_small_faces)
         self.pause_button.toggled.connect(self._on_pause)
         self.snapshot_button.clicked.connect(self.snapshot_requested)
         self.report_button.clicked.connect(self.report_requested)
@@ -228,6 +257,7 @@ class ControlsPanel(QWidget):
         self.record_button.blockSignals(True)
         self.record_button.setChecked(on)
         self.record_button.setText(self._record_text(on))
+        self.record_button.setEnabled(self._can_record or on)
         self.record_button.blockSignals(False)
 
     def set_paused(self, on: bool) -> None:
@@ -235,6 +265,37 @@ class ControlsPanel(QWidget):
         self.pause_button.setChecked(on)
         self.pause_button.setText("Resume" if on else "Pause")
         self.pause_button.blockSignals(False)
+
+    def set_still(self, still: bool) -> None:
+        """A photo is on show (``True``): "Find small faces" shows checked and disabled, since photos are always
+        searched that way; a video or camera (``False``) shows the user's own choice again."""
+        if still == self._still:
+            return
+        self._still = still
+        self.small_faces_check.blockSignals(True)
+        self.small_faces_check.setChecked(True if still else self._small_faces)
+        self.small_faces_check.blockSignals(False)
+        self.small_faces_check.setEnabled(not still)
+        self.small_faces_check.setToolTip(SMALL_FACES_STILL_TIP if still else SMALL_FACES_TIP)
+
+    def set_can_record(self, can: bool) -> None:
+        """Offer Record only when frames will come (not for a photo or a video that ended); a recording in
+        progress can always be stopped."""
+        self._can_record = can
+        self.record_button.setEnabled(can or self.record_button.isChecked())
+
+    def set_record_text(self, text: str) -> None:
+        """Where the recording goes, and in which codec, in the Record button's tooltip ("": what it does)."""
+        self.record_button.setToolTip(text or RECORD_TIP)
+
+    @property
+    def settings(self) -> PipelineSettings:
+        """The processing settings the controls show (small faces: the user's choice, also while a photo shows
+        it checked)."""
+        return self._base.replace(smoothing=self.smoothing, min_confidence=self.confidence,
+                                  uncertain_below=self.uncertain_slider.value() / 100.0,
+                                  small_faces=self._small_faces, align=self.align_check.isChecked(),
+                                  quality=self.quality_combo.currentData())
 
     @property
     def smoothing(self) -> float:
@@ -273,17 +334,17 @@ class ControlsPanel(QWidget):
         self.confidence_value.setText(f"{self.confidence:.2f}")
         self.uncertain_value.setText(f"{self.uncertain_slider.value() / 100:.2f}")
 
-    def _emit_smoothing(self, *_: object) -> None:
-        self._update_value_labels()
-        self.smoothing_changed.emit(self.smoothing)
+    def _on_small_faces(self, on: bool) -> None:
+        if not self._still:
+            self._small_faces = on
+            self._emit_settings()
 
-    def _emit_confidence(self, *_: object) -> None:
+    def _emit_settings(self, *_: object) -> None:
         self._update_value_labels()
-        self.confidence_changed.emit(self.confidence)
-
-    def _emit_uncertain(self, *_: object) -> None:
-        self._update_value_labels()
-        self.uncertain_changed.emit(self.uncertain_slider.value() / 100.0)
+        settings = self.settings
+        if settings != self._base:
+            self._base = settings
+            self.settings_changed.emit(settings)
 
     def _on_pause(self, on: bool) -> None:
         self.pause_button.setText("Resume" if on else "Pause")

@@ -105,7 +105,7 @@ class TimelineChart(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.legend)
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(120)  # room for the bars and this on a 600-pixel-high screen
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     @property

@@ -13,14 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QThread, QUrl, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QImage, QKeySequence
+import platformdirs
+from PySide6.QtCore import QRect, QSize, QThread, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QScrollArea, QTabWidget, QVBoxLayout,
                                QWidget)
 
+from fer_core import video_writer
 from fer_core.model_zoo import default_model_path, list_shipped_models
 from fer_core.session import available_providers
-from fer_core.sources import list_cameras
+from fer_core.sources import IMAGE_EXTS, list_cameras
 
 from app.banner import MessageBanner
 from app.bench_panel import BenchPanel
@@ -36,6 +38,48 @@ from app.worker import InferenceWorker, WorkerSettings, describe_source
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_MS = 5000
+PREFERRED_SIZE = QSize(1360, 860)  # what the window opens at where the screen has room
+SCREEN_SHARE = 0.95  # at most this share of the screen's free area (room for the title bar and frame)
+# Worker states (app.worker.STATES) in which no new frame will come, so there is nothing to record.
+NOTHING_TO_RECORD = ("ended", "still")
+
+
+def initial_size(available: QRect, minimum: QSize) -> QSize:
+    """The size the window opens at on a screen whose free area is ``available``: :data:`PREFERRED_SIZE`,
+    shrunk to fit, but never below ``minimum`` unless the screen is smaller still."""
+    size = QSize(min(PREFERRED_SIZE.width(), int(available.width() * SCREEN_SHARE)),
+                 min(PREFERRED_SIZE.height(), int(available.height() * SCREEN_SHARE)))
+    return size.expandedTo(minimum.boundedTo(available.size()))
+
+
+def output_folder(kind: str) -> Path:
+    """Where snapshots (``kind="pictures"``) and recordings (``"videos"``) go by default: a ``FER`` folder in
+    the user's Pictures or Videos folder, or in the home folder when that folder does not exist."""
+    base = Path(platformdirs.user_pictures_dir() if kind == "pictures" else platformdirs.user_videos_dir())
+    return (base if base.is_dir() else Path.home()) / "FER"
+
+
+def _is_photo(spec: str | int) -> bool:
+    """Whether a source spec names a photo or a folder of them (a guess until its frames say)."""
+    if isinstance(spec, int) or "://" in spec:
+        return False
+    path = Path(spec)
+    return path.suffix.lower() in IMAGE_EXTS or path.is_dir()
+
+
+def _stat(stats: Any, name: str, default: Any = None) -> Any:
+    """One of the worker's frame stats (a dict, or an object with attributes)."""
+    return stats.get(name, default) if isinstance(stats, dict) else getattr(stats, name, default)
+
+
+def _codec_text(recorder: Any) -> str:
+    """The codec a recorder writes, in words ("" when it does not say)."""
+    codec = getattr(recorder, "codec", None)  # a fourcc, or already in words
+    if not codec:
+        return ""
+    describe = getattr(video_writer, "describe_codec", None)
+    fourccs = getattr(video_writer, "CODEC_NAMES", {})
+    return describe(codec) if describe is not None and codec in fourccs else str(codec)
 
 
 class CameraScan(QThread):
@@ -108,13 +152,16 @@ class MainWindow(QMainWindow):
         self.open_reports = True  # open a finished session report in the browser (off in tests)
         self._camera_scan: CameraScan | None = None
         self._paused_for_bench = False
+        # What the error banner on show is about: "model" (cleared when a model loads), "frame" (cleared by the
+        # next frame processed well), anything else or None (cleared by the next source).
+        self._banner_kind: str | None = None
+        self._recorder: Any = None  # the worker's recorder while it records (its paths and codec)
+        self._save_dirs: dict[str, Path] = {}  # the folders last chosen for "pictures" and "videos"
 
         models = _shipped_models()
         providers = available_providers()
         first_model = model or _default_model()  # what the live view will run
-        s = self.settings.pipeline
-        self.controls = ControlsPanel(models, providers, smoothing=s.smoothing, confidence=s.min_confidence,
-                                      small_faces=s.small_faces, align=s.align, uncertain=s.uncertain_below)
+        self.controls = ControlsPanel(models, providers, self.settings.pipeline)
         self.controls.set_model(first_model)
         self.controls.set_provider(provider)
         self.view = VideoView()
@@ -129,7 +176,11 @@ class MainWindow(QMainWindow):
         self._build_layout()
         self._build_menu()
         self._connect()
-        self.resize(1360, 860)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:
+            self.resize(initial_size(screen.availableGeometry(), self.minimumSizeHint()))
+        else:
+            self.resize(PREFERRED_SIZE)
         if scan_cameras:
             self.rescan_cameras()
         else:
@@ -142,13 +193,18 @@ class MainWindow(QMainWindow):
         self.controls_scroll = controls_scroll = QScrollArea()
         controls_scroll.setWidget(self.controls)
         controls_scroll.setWidgetResizable(True)
-        controls_scroll.setFixedWidth(300)
+        # As narrow as the controls allow next to a vertical scroll bar (small screens), at most 300 px.
+        narrow = (self.controls.minimumSizeHint().width() + controls_scroll.verticalScrollBar().sizeHint().width()
+                  + 2 * controls_scroll.frameWidth())
+        controls_scroll.setMinimumWidth(narrow)
+        controls_scroll.setMaximumWidth(max(narrow, 300))
         center = QWidget()
         center_layout = QVBoxLayout(center)
         center_layout.setContentsMargins(0, 0, 0, 0)
         center_layout.addWidget(self.banner)
         center_layout.addWidget(self.view, 1)
-        self.face_panel.setFixedWidth(340)
+        self.face_panel.setMinimumWidth(240)
+        self.face_panel.setMaximumWidth(340)
         live = QWidget()
         live_layout = QHBoxLayout(live)
         live_layout.setContentsMargins(4, 4, 4, 4)
@@ -157,7 +213,11 @@ class MainWindow(QMainWindow):
         live_layout.addWidget(self.face_panel)
         self.tabs = QTabWidget()
         self.tabs.addTab(live, "Live")
-        self.tabs.addTab(self.bench, "Benchmark FPS")
+        bench_scroll = QScrollArea()  # the benchmark's table and chart scroll on a small screen
+        bench_scroll.setWidget(self.bench)
+        bench_scroll.setWidgetResizable(True)
+        bench_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.tabs.addTab(bench_scroll, "Benchmark FPS")
         root = QWidget()
         root_layout = QVBoxLayout(root)
         root_layout.setContentsMargins(4, 4, 4, 0)
@@ -187,11 +247,7 @@ class MainWindow(QMainWindow):
         c.cameras_refresh_requested.connect(self.rescan_cameras)
         c.model_requested.connect(self.set_model)
         c.provider_requested.connect(lambda name: self._change(provider=name))
-        c.smoothing_changed.connect(lambda v: self._change_pipeline(smoothing=v))
-        c.confidence_changed.connect(lambda v: self._change_pipeline(min_confidence=v))
-        c.small_faces_changed.connect(lambda on: self._change_pipeline(small_faces=on))
-        c.align_changed.connect(lambda on: self._change_pipeline(align=on))
-        c.uncertain_changed.connect(lambda v: self._change_pipeline(uncertain_below=v))
+        c.settings_changed.connect(lambda pipeline: self._change(pipeline=pipeline))
         c.pause_toggled.connect(self.set_paused)
         c.snapshot_requested.connect(self.choose_snapshot)
         c.record_toggled.connect(self._on_record_toggled)
@@ -212,6 +268,7 @@ class MainWindow(QMainWindow):
             spec = int(spec)
         self.stop_worker()
         self.banner.hide()
+        self._banner_kind = None
         self.frames_shown = 0
         self.last_result, self.last_stats = None, {}
         self.face_panel.clear()
@@ -219,7 +276,10 @@ class MainWindow(QMainWindow):
         self.view.set_image(None)
         self.view.set_placeholder(f"Opening {describe_source(spec)}…")
         self.controls.set_source_text(f"Now: {describe_source(spec)}")
+        self.controls.set_still(_is_photo(spec))  # until its frames say
         self.controls.set_recording(False)
+        self.controls.set_can_record(False)  # until frames come
+        self.controls.set_record_text("")
         self.readouts.set_recording(False)
         self.controls.set_paused(False)
         self.settings = dataclasses.replace(self.settings, selected_track=None, paused=False)
@@ -300,12 +360,15 @@ class MainWindow(QMainWindow):
         self.model_in_use = path
         self.controls.set_model(path)
         self.bench.set_live_model(path)
+        self._clear_banner("model")
 
     @Slot(str)
     def _on_model_failed(self, path: str) -> None:
         """The list shows the model in use again; a failed file of the user's own leaves the list."""
         if not self._from_current():
             return
+        if self.banner.isVisible():  # the error just shown says why: a model that loads clears it
+            self._banner_kind = "model"
         if path and Path(path).resolve() not in self._shipped:
             self.controls.remove_model(path)
         self.controls.set_model(self.model_in_use)
@@ -366,8 +429,28 @@ class MainWindow(QMainWindow):
         self.readouts.update_stats(stats)
         self.face_panel.update_result(result, stats.get("selected_track"), stats.get("time_ms", 0.0),
                                       stats.get("labels", []))
+        self._show_source_state(stats)
+        if getattr(result, "timings", None):  # processed well (a failed frame has no timings)
+            self._clear_banner("frame")
         self.frames_shown += 1
         self.frame_shown.emit(self.frames_shown)
+
+    def _show_source_state(self, stats: Any) -> None:
+        """What the controls offer for the source on show: a photo searches for small faces whatever the
+        checkbox says; Record only while new frames will come."""
+        state = _stat(stats, "state")
+        if state == "still":
+            self.controls.set_still(True)
+        elif state in ("running", "paused", "ended"):
+            self.controls.set_still(False)
+        can_record = _stat(stats, "can_record")
+        self.controls.set_can_record(state not in NOTHING_TO_RECORD if can_record is None else bool(can_record))
+
+    def _clear_banner(self, kind: str) -> None:
+        """Hide the error banner when it is about ``kind`` (the trouble is over)."""
+        if self._banner_kind == kind:
+            self._banner_kind = None
+            self.banner.hide()
 
     def _from_current(self) -> bool:
         return self.sender() is self.worker
@@ -379,6 +462,8 @@ class MainWindow(QMainWindow):
         self.last_error = message
         lower = message.lower()
         self.banner.show_message(message, "error", offer_model="model" in lower or ".onnx" in lower)
+        self._banner_kind = ("frame" if lower.startswith("processing a frame") else
+                             "recording" if "record" in lower else "other")
         self.statusBar().showMessage(message, 15000)
         if self.view.image is None:
             self.view.set_placeholder(message + "\n\nUse “Open video…” or “Open image…” on the left or above.")
@@ -387,6 +472,7 @@ class MainWindow(QMainWindow):
     def _on_warning(self, message: str) -> None:
         if self._from_current():
             self.banner.show_message(message, "warning", offer_sources=False)
+            self._banner_kind = "warning"
 
     @Slot(str)
     def _on_status(self, message: str) -> None:
@@ -400,14 +486,32 @@ class MainWindow(QMainWindow):
 
     @Slot(bool)
     def _on_recording_changed(self, on: bool) -> None:
-        if self._from_current():
-            self.controls.set_recording(on)
-            self.readouts.set_recording(on)
+        if not self._from_current():
+            return
+        self.controls.set_recording(on)
+        self.readouts.set_recording(on)
+        if not on:
+            self.controls.set_record_text("")
+            return
+        self._clear_banner("recording")
+        self._recorder = recorder = getattr(self.worker, "recorder", None)
+        video, csv = getattr(recorder, "video_path", None), getattr(recorder, "csv_path", None)
+        if video is None or csv is None:
+            return
+        codec = _codec_text(recorder)
+        text = f"Recording to {Path(video).name}" + (f" ({codec})" if codec else "") + f" and {Path(csv).name}"
+        self.controls.set_record_text(f"{text} in {Path(video).parent}")
+        self.statusBar().showMessage(text, 15000)
 
     @Slot()
     def _on_worker_finished(self) -> None:
-        if self._from_current():
-            self.worker_finished.emit()
+        """The current worker stopped by itself: its source could not be opened, or it failed."""
+        if not self._from_current():
+            return
+        name = describe_source(self.worker.source_spec)
+        self.controls.set_source_text(f"Could not open {name}" if self.frames_shown == 0 else f"Stopped: {name}")
+        self.controls.set_can_record(False)
+        self.worker_finished.emit()
 
     # ----- snapshot and recording ------------------------------------------------------------------
     def save_snapshot(self, path: str | Path) -> bool:
@@ -419,16 +523,30 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved snapshot {path}", 5000)
         return True
 
+    def _save_folder(self, kind: str) -> Path:
+        """Where a save dialog starts: the folder last chosen for ``kind``, else :func:`output_folder` (made
+        when missing; its parent when it cannot be made)."""
+        folder = self._save_dirs.get(kind) or output_folder(kind)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            folder = folder.parent
+        return folder
+
     def choose_snapshot(self) -> None:
-        default = time.strftime("fer_snapshot_%Y%m%d_%H%M%S.png")
-        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG images (*.png)")
+        default = self._save_folder("pictures") / time.strftime("fer_snapshot_%Y%m%d_%H%M%S.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", str(default), "PNG images (*.png)")
         if path:
+            self._save_dirs["pictures"] = Path(path).parent
             self.save_snapshot(path)
 
     def start_recording(self, base_path: str | Path) -> bool:
-        """Record the annotated video to ``<base>.mp4`` and per-face rows to ``<base>.csv``."""
-        if self.worker is None:
-            self._show_local_error("Nothing to record: open a camera, a video or an image first.")
+        """Record the annotated video to ``<base>`` plus a video suffix and per-face rows to ``<base>.csv``."""
+        state = _stat(self.last_stats, "state")
+        if self.worker is None or state in NOTHING_TO_RECORD:
+            why = {"ended": "the video has ended", "still": "a photo is on show (Snapshot saves it)"}.get(
+                state, "open a camera, a video or an image first")
+            self._show_local_error(f"Nothing to record: {why}.")
             self.controls.set_recording(False)
             return False
         self.worker.start_recording(base_path)
@@ -441,6 +559,16 @@ class MainWindow(QMainWindow):
     def _on_recording_saved(self, csv_path: str) -> None:
         self.last_recording = csv_path
         self.controls.report_button.setEnabled(True)
+        recorder, self._recorder = self._recorder, None
+        if recorder is None or str(getattr(recorder, "csv_path", "")) != csv_path:
+            return  # the session log of a video that ended, not a recording
+        video, csv = Path(recorder.video_path), Path(csv_path)
+        if video.is_file():
+            codec = _codec_text(recorder)
+            text = f"Saved {video.name}" + (f" ({codec})" if codec else "") + f" and {csv.name} in {csv.parent}"
+        else:
+            text = f"Saved {csv.name} in {csv.parent} (no video: no frame came while recording)"
+        self.statusBar().showMessage(text, 15000)
 
     def make_report(self) -> None:
         """Write the session report of the last recording in the background, then open it."""
@@ -469,9 +597,12 @@ class MainWindow(QMainWindow):
         if not on:
             self.stop_recording()
             return
-        default = time.strftime("fer_recording_%Y%m%d_%H%M%S")
-        path, _ = QFileDialog.getSaveFileName(self, "Record to (an .mp4 and a .csv are written)", default,
-                                              "MP4 video (*.mp4)")
+        default = self._save_folder("videos") / time.strftime("fer_recording_%Y%m%d_%H%M%S")
+        suffix = getattr(video_writer, "CRASH_SAFE_SUFFIX", ".mp4")  # what the recorder writes
+        path, _ = QFileDialog.getSaveFileName(self, f"Record to (a {suffix} video and a .csv are written)",
+                                              str(default), f"Video (*{suffix})")
+        if path:
+            self._save_dirs["videos"] = Path(path).parent
         if not path or not self.start_recording(path):
             self.controls.set_recording(False)
 

@@ -376,7 +376,7 @@ def test_a_photo_reads_the_same_after_toggling_controls(qtbot, tiny_onnx, face_m
     first = window.last_result.faces[0].vector()
     for on in (True, False, True, False):
         before = window.last_result
-        window.controls.small_faces_check.setChecked(on)
+        window.controls.smoothing_check.setChecked(not on)  # (small faces: photos always search for them)
         qtbot.waitUntil(lambda b=before: window.last_result is not b, timeout=10000)
     np.testing.assert_allclose(window.last_result.faces[0].vector(), first, atol=1e-5)
     window.close()
@@ -390,7 +390,9 @@ def test_a_photo_is_searched_for_small_faces_too(qtbot, tiny_onnx, face_model_pa
     cv2.imwrite(str(photo), synthetic_clip(16, (640, 480), 1)[0])  # most of these faces are too small for one pass
     window = make_window(qtbot, source=str(photo), model=str(tiny_onnx), face_model=str(face_model_path))
     qtbot.waitUntil(lambda: window.last_result is not None, timeout=20000)
-    assert not window.controls.small_faces_check.isChecked()
+    check = window.controls.small_faces_check  # says so: checked, and not for changing
+    assert check.isChecked() and not check.isEnabled() and "always" in check.toolTip()
+    assert not window.settings.pipeline.small_faces  # the user's own choice, for the next video, is kept
     assert len(window.last_result.faces) == 16
     window.close()
 
