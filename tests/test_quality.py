@@ -1,0 +1,249 @@
+"""Quality choices (best / balanced / fastest): mirror averaging switched at run time from one file, faces read in
+turn when a frame is over its budget (ages, held probabilities), "best" unchanged, and one photo read the same
+way by fer-run, the Python API and fer-bench; progress bars stay quiet when nobody watches them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from conftest import REPO, make_tiny_onnx
+from fer_core.pipeline import QUALITY_PLANS, Pipeline
+from fer_core.session import EmotionClassifier, single_view_model
+from fer_core.settings import QUALITIES, PipelineSettings
+from fer_core.synthetic import synthetic_clip
+from fer_core.tracking import ReadScheduler, Track, Tracker
+
+SHIPPED = REPO / "models" / "fer_realtime.onnx"
+
+
+def _fold_flip(src: Path, dst: Path) -> Path:
+    from training.onnx_graph import fold_flip
+
+    fold_flip(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def lopsided(tmp_path_factory) -> tuple[Path, Path]:
+    """(plain, folded): the tiny model weighting pixels by a left-to-right ramp (so a mirror image changes its
+    answer), and the same with mirror averaging folded in as the shipped models have it."""
+    folder = tmp_path_factory.mktemp("quality")
+    model = onnx.load(str(make_tiny_onnx(folder / "tiny.onnx", size=48)))
+    ramp = np.linspace(-3.0, 3.0, 48, dtype=np.float32).reshape(1, 1, 1, 48)
+    model.graph.initializer.append(numpy_helper.from_array(ramp, "ramp"))
+    model.graph.node[0].input[0] = "weighted"
+    model.graph.node.insert(0, helper.make_node("Mul", ["input", "ramp"], ["weighted"]))
+    plain = folder / "plain.onnx"
+    onnx.save(model, str(plain))
+    return plain, _fold_flip(plain, folder / "folded.onnx")
+
+
+def _faces(n: int = 5) -> np.ndarray:
+    x = np.random.default_rng(3).uniform(-1, 1, (n, 3, 48, 48)).astype(np.float32)
+    x[..., :20] += 1.5  # a brighter left side: the mirror image reads differently
+    return x
+
+
+# --------------------------------------------------------------------------- one file, both paths
+
+
+def test_single_view_graph_is_the_model_before_the_fold(lopsided):
+    plain, folded = lopsided
+    x = _faces()
+    a, b = EmotionClassifier(plain, provider="cpu"), EmotionClassifier(folded, provider="cpu")
+    assert not a.has_mirror and b.has_mirror and b.mirror
+    with_mirror = b.predict_batch(x)
+    assert np.abs(with_mirror - a.predict_batch(x)).max() > 0.02  # the fold changes the answers
+    b.mirror = False
+    np.testing.assert_array_equal(b.predict_batch(x), a.predict_batch(x))  # one view: the plain model exactly
+    b.mirror = True
+    np.testing.assert_array_equal(b.predict_batch(x), with_mirror)
+    a.mirror = True  # a model without the fold has nothing to switch
+    assert not a.mirror
+    single = single_view_model(onnx.load(str(folded)))
+    assert all(not n.name.startswith("flip_") for n in single.graph.node)
+    assert "tta" not in {p.key for p in single.metadata_props}
+    with pytest.raises(ValueError, match="mirror"):
+        single_view_model(onnx.load(str(plain)))
+
+
+def test_quality_changes_reach_the_pipeline_at_run_time(lopsided, face_model_path):
+    plain, folded = lopsided
+    photo = synthetic_clip(1, n_frames=1)[0]
+    with Pipeline(folded, PipelineSettings(quality="best"), provider="cpu", face_model=face_model_path) as pipe:
+        best = pipe.process(photo, still=True).faces[0].vector()
+        pipe.settings = pipe.settings.replace(quality="balanced")
+        assert not pipe.classifier.mirror and pipe.scheduler.budget_ms == QUALITY_PLANS["balanced"].budget_ms
+        balanced = pipe.process(photo, still=True).faces[0].vector()
+        pipe.settings = pipe.settings.replace(quality="fastest")
+        assert pipe.scheduler.budget_ms == QUALITY_PLANS["fastest"].budget_ms
+        pipe.settings = pipe.settings.replace(quality="best")
+        assert pipe.classifier.mirror and pipe.scheduler.budget_ms is None
+        again = pipe.process(photo, still=True).faces[0].vector()
+    with Pipeline(plain, provider="cpu", face_model=face_model_path) as ref:
+        plain_probs = ref.process(photo, still=True).faces[0].vector()
+    np.testing.assert_array_equal(again, best)
+    np.testing.assert_array_equal(balanced, plain_probs)
+    assert np.abs(best - balanced).max() > 1e-3
+    assert set(QUALITY_PLANS) == set(QUALITIES)
+
+
+def test_best_is_every_face_every_frame_with_the_files_own_graph(face_model_path):
+    """"best" gives today's numbers bit for bit: the shipped file's graph on every face, smoothed as before."""
+    from fer_core.crop import crop_face
+
+    s = PipelineSettings(quality="best", smoothing=0.6)
+    clf = EmotionClassifier(SHIPPED, provider="cpu")
+    held: dict[int, np.ndarray] = {}
+    with Pipeline(SHIPPED, s, provider="cpu", face_model=face_model_path) as pipe:
+        for i, frame in enumerate(synthetic_clip(4, n_frames=5)):
+            faces = pipe.process(frame, timestamp_ms=40 * i).faces
+            assert len(faces) == 4 and all(f.age_ms == 0 for f in faces)
+            crops = [crop_face(frame, f.box, s.margin, shift=s.shift, eyes=f.eyes) for f in faces]
+            for face, p in zip(faces, clf.predict(crops)):
+                old = held.get(face.track_id)
+                held[face.track_id] = p if old is None else s.smoothing * old + (1.0 - s.smoothing) * p
+                np.testing.assert_array_equal(face.vector(), held[face.track_id])
+
+
+# --------------------------------------------------------------------------- reading faces in turn
+
+
+def _track(i: int, read_ms: float | None) -> Track:
+    return Track(i, (0, 0, 10, 10), None if read_ms is None else np.ones(7, np.float32), read_ms=read_ms)
+
+
+def test_scheduler_reads_new_faces_then_the_oldest_readings():
+    sched = ReadScheduler(budget_ms=33.0)
+    tracks = [_track(1, 100.0), _track(2, 40.0), _track(3, None), _track(4, 80.0), _track(5, 40.0)]
+    assert sched.choose(tracks, 3.0) == [0, 1, 2, 3, 4]  # no cost known yet: everyone
+    sched.record(5, 50.0)
+    assert sched.face_ms == 10.0
+    assert sched.choose(tracks, 3.0) == [1, 2, 4]  # room for 3: the new face, then the two oldest (40, 40)
+    assert sched.choose(tracks, 32.0) == [2]  # no room: the new face still gets its first reading
+    assert sched.choose([t for t in tracks if t.read_ms is not None], 40.0) == [1]  # at least one a frame
+    sched.record(1, 20.0)
+    assert sched.face_ms == pytest.approx(12.0)  # a running mean
+    sched.budget_ms = None
+    assert sched.choose(tracks, 500.0) == [0, 1, 2, 3, 4]
+
+
+def test_over_budget_faces_take_turns_with_ages_and_held_probabilities(lopsided, face_model_path):
+    _, folded = lopsided
+    with Pipeline(folded, PipelineSettings(quality="fastest", smoothing=0.5), provider="cpu",
+                  face_model=face_model_path) as pipe:
+        pipe.scheduler.face_ms = 1e6  # every frame is over budget: one face read a frame (after the first)
+        pipe.scheduler.record = lambda faces, ms: None
+        frames = synthetic_clip(4, n_frames=9)
+        first = pipe.process(frames[0], timestamp_ms=0).faces
+        assert len(first) == 4 and all(f.age_ms == 0 for f in first)  # new faces are all read
+        last_read = {f.track_id: 0.0 for f in first}
+        before = {f.track_id: f.vector() for f in first}
+        read_order = []
+        for i, frame in enumerate(frames[1:], start=1):
+            now = 40.0 * i
+            faces = pipe.process(frame, timestamp_ms=now).faces
+            assert sorted(f.track_id for f in faces) == [1, 2, 3, 4]
+            fresh = [f for f in faces if f.age_ms == 0]
+            assert len(fresh) == 1
+            read_order.append(fresh[0].track_id)
+            last_read[fresh[0].track_id] = now
+            tracks = {t.track_id: t for t in pipe.tracker.tracks}
+            for f in faces:
+                assert f.age_ms == pytest.approx(now - last_read[f.track_id])  # grows, 0 when read again
+                np.testing.assert_array_equal(f.vector(), tracks[f.track_id].probs)  # the tracker's
+                if f.age_ms > 0:
+                    np.testing.assert_array_equal(f.vector(), before[f.track_id])  # held, not re-read
+            before = {f.track_id: f.vector() for f in faces}
+        assert sorted(read_order[:4]) == [1, 2, 3, 4] and read_order[4:] == read_order[:4]  # in rotation
+        assert max(f.age_ms for f in faces) == pytest.approx(120.0)
+        # a photo reads every face whatever the quality and the budget
+        assert all(f.age_ms == 0 for f in pipe.process(frames[0], still=True).faces)
+
+
+def test_tracker_update_is_match_then_observe():
+    a, b = Tracker(smoothing=0.6), Tracker(smoothing=0.6)
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        boxes = [(10 + step, 10, 50, 50), (200, 10 + step, 60, 60)]
+        probs = rng.dirichlet(np.ones(7), 2).astype(np.float32)
+        got = a.update(boxes, probs)
+        tracks = b.match(boxes)
+        for t, p in zip(tracks, probs):
+            b.observe(t, p, now_ms=step)
+        assert [t.track_id for t in got] == [t.track_id for t in tracks] == [1, 2]
+        for x, y in zip(got, tracks):
+            np.testing.assert_array_equal(x.probs, y.probs)
+
+
+# --------------------------------------------------------------------------- one photo, every front door
+
+
+@pytest.fixture(scope="module")
+def group_photo(tmp_path_factory) -> Path:
+    """Five real faces in one 640x480 picture (the bundled photos, as the synthetic clip places them)."""
+    path = tmp_path_factory.mktemp("group") / "group.png"
+    cv2.imwrite(str(path), synthetic_clip(5, n_frames=1)[0])
+    return path
+
+
+def test_one_photo_gets_the_same_faces_and_labels_from_every_front_door(group_photo, face_model_path, tmp_path,
+                                                                         monkeypatch):
+    from fer_core import cli_bench, cli_run
+    from fer_core.api import EmotionRecognizer
+
+    with EmotionRecognizer(SHIPPED, provider="cpu", face_model=face_model_path) as rec:
+        api = sorted((f.box, f.label) for f in rec.predict(cv2.imread(str(group_photo))))
+    assert len(api) == 5
+
+    records = tmp_path / "faces.jsonl"
+    assert cli_run.main(["--source", str(group_photo), "--model", str(SHIPPED), "--provider", "cpu", "--jsonl", str(records),
+                         "--face-model", str(face_model_path)]) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    run = sorted(((r["x"], r["y"], r["w"], r["h"]), r["label"]) for r in rows)
+
+    seen = []
+    process = Pipeline.process
+
+    def spy(self, *args, **kwargs):
+        result = process(self, *args, **kwargs)
+        seen.append(sorted((f.box, f.label) for f in result.faces))
+        return result
+
+    monkeypatch.setattr(Pipeline, "process", spy)
+    assert cli_bench.main(["--model", str(SHIPPED), "--source", str(group_photo), "--warmup", "1", "--iterations",
+                           "2", "--repeats", "1", "--face-model", str(face_model_path), "--no-progress"]) == 0
+    assert len(seen) == 3
+    assert run == api and all(bench == api for bench in seen)
+
+
+# --------------------------------------------------------------------------- quiet progress
+
+
+@pytest.mark.parametrize("command", ["fer-bench", "fer-run"])
+def test_no_progress_flood_when_stderr_is_not_a_terminal(command, tmp_path, face_model_path, tiny_onnx):
+    if command == "fer-bench":
+        args = ["fer_core.cli_bench", "--model", str(tiny_onnx), "--faces", "1", "--warmup", "2",
+                "--iterations", "40", "--repeats", "1"]
+    else:
+        video = tmp_path / "clip.mp4"
+        frames = synthetic_clip(1, size=(320, 240), n_frames=40)
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (320, 240))
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+        args = ["fer_core.cli_run", "--source", str(video), "--model", str(tiny_onnx)]
+    done = subprocess.run([sys.executable, "-m", *args, "--face-model", str(face_model_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    bars = [line for line in done.stderr.splitlines() if "%|" in line]  # tqdm's "fer-run:  50%|#####  | 20/40"
+    assert not bars, done.stderr[-2000:]
