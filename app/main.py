@@ -71,14 +71,14 @@ class AutoQuit:
         QTimer.singleShot(int(timeout_s * 1000), lambda: self.finish(f"timed out after {timeout_s:.0f} s"))
 
     def _on_frame(self, shown: int) -> None:
-        if self.window.last_stats.get("frames_processed", shown) >= self.frames:
+        if self.window.last_stats.frames_processed >= self.frames:
             self.finish(None)
 
     def finish(self, reason: str | None) -> None:
         if self.done:
             return
         self.done = True
-        processed = self.window.last_stats.get("frames_processed", 0)
+        processed = self.window.last_stats.frames_processed
         # a model that did not load or a provider that is not there is a failure, even if frames went by
         ok = processed > 0 and (reason is None or "timed out" not in reason) and not self.window.last_error
         if reason is not None:

@@ -28,6 +28,7 @@ from app.banner import MessageBanner
 from app.bench_panel import BenchPanel
 from app.controls import ControlsPanel
 from app.face_panel import FacePanel
+from app.frame_stats import FrameStats
 from app.memory import release_freed_memory
 from app.qt_env import check_pyside
 from app.readouts import Readouts
@@ -145,7 +146,7 @@ class MainWindow(QMainWindow):
         self._alive: list[list] = []
         self.frames_shown = 0
         self.last_result: Any = None
-        self.last_stats: dict[str, Any] = {}
+        self.last_stats = FrameStats()  # of the frame on show (the defaults: none yet)
         self.last_error = ""
         self.last_recording: str | None = None  # the CSV of the last finished recording
         self.last_report: str | None = None
@@ -270,7 +271,7 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self._banner_kind = None
         self.frames_shown = 0
-        self.last_result, self.last_stats = None, {}
+        self.last_result, self.last_stats = None, FrameStats()
         self.face_panel.clear()
         self.readouts.clear()
         self.view.set_image(None)
@@ -418,7 +419,7 @@ class MainWindow(QMainWindow):
 
     # ----- worker signals ------------------------------------------------------------------------
     @Slot(QImage, object, object)
-    def _on_frame(self, image: QImage, result: Any, stats: dict[str, Any]) -> None:
+    def _on_frame(self, image: QImage, result: Any, stats: FrameStats) -> None:
         worker = self.sender()
         if worker is not None:
             worker.frame_shown()
@@ -427,8 +428,7 @@ class MainWindow(QMainWindow):
         self.view.set_image(image)
         self.last_result, self.last_stats = result, stats
         self.readouts.update_stats(stats)
-        self.face_panel.update_result(result, stats.get("selected_track"), stats.get("time_ms", 0.0),
-                                      stats.get("labels", []))
+        self.face_panel.update_result(result, stats.selected_track, stats.time_ms, stats.labels)
         self._show_source_state(stats)
         if getattr(result, "timings", None):  # processed well (a failed frame has no timings)
             self._clear_banner("frame")

@@ -9,12 +9,13 @@ recording.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QWidget
 
-# (stats key, caption, format)
+from app.frame_stats import FrameStats
+
+# (FrameStats field, caption, format)
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("capture_fps", "Capture", "{:.1f} fps"),
     ("processed_fps", "Processed", "{:.1f} fps"),
@@ -28,14 +29,14 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("detector", "Detector", "{}"),
 )
 RATES = ("capture_fps", "processed_fps")
-# What the frame rates read in each worker state other than "running" (app.worker.STATES).
+# What the frame rates read in each worker state other than "running" (app.frame_stats.STATES).
 STATE_TEXT = {"paused": "paused", "ended": "ended", "still": "still image", "no model": "–"}
 NONE_TEXT = {"model": "not loaded", "provider": "–", "detector": "–"}
 UPDATE_S = 0.25  # at most four number updates a second
 
 
 class Readouts(QFrame):
-    """One caption + value pair per field, updated from the worker's stats dict."""
+    """One caption + value pair per field, updated from the worker's :class:`FrameStats`."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -66,7 +67,7 @@ class Readouts(QFrame):
         self.rec.hide()
         grid.addWidget(self.rec, 0, len(FIELDS) + 1, 2, 1, Qt.AlignmentFlag.AlignRight)
         grid.setColumnStretch(len(FIELDS), 1)
-        self._pending: dict[str, Any] | None = None
+        self._pending: FrameStats | None = None
         self._state: str | None = None
         self._shown_at = -1e9
         self._flush = QTimer(self)
@@ -76,11 +77,11 @@ class Readouts(QFrame):
         self._rec_timer = QTimer(self)
         self._rec_timer.timeout.connect(self._show_rec)
 
-    def update_stats(self, stats: dict[str, Any]) -> None:
+    def update_stats(self, stats: FrameStats) -> None:
         """Show ``stats`` (a change of state at once, numbers at most every :data:`UPDATE_S` seconds)."""
         self._pending = stats
         wait = self._shown_at + UPDATE_S - time.monotonic()
-        if stats.get("state") != self._state or wait <= 0:
+        if stats.state != self._state or wait <= 0:
             self._show_pending()
         elif not self._flush.isActive():
             self._flush.start(int(wait * 1000) + 1)
@@ -91,11 +92,9 @@ class Readouts(QFrame):
             return
         self._flush.stop()
         self._shown_at = time.monotonic()
-        self._state = stats.get("state", "running")
+        self._state = stats.state
         for key, _, fmt in FIELDS:
-            if key not in stats:
-                continue
-            value = stats[key]
+            value = getattr(stats, key)
             if key in RATES and self._state != "running":
                 text = STATE_TEXT.get(self._state, "–")
             elif value is None or (key in NONE_TEXT and value == "none"):

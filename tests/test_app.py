@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import app  # noqa: F401  (the OpenCV / Qt plugin-path fix, before pytest-qt creates the QApplication)
-from app import worker as worker_mod
+from app import feed as feed_mod
 from app.qt_env import PLUGIN_VAR, check_pyside, fix_qt_env
 from app.worker import InferenceWorker, LatestFrameGrabber, RateMeter, WorkerSettings
 
@@ -164,7 +164,7 @@ def test_grabber_keeps_only_the_newest_frame():
 @pytest.fixture
 def closed(monkeypatch) -> list:
     """The specs of the sources the worker closes, in order."""
-    closed, real_open = [], worker_mod.open_source
+    closed, real_open = [], feed_mod.open_source
 
     def tracking_open(spec):
         source = real_open(spec)
@@ -172,7 +172,7 @@ def closed(monkeypatch) -> list:
         source.close = lambda: (closed.append(spec), original_close())
         return source
 
-    monkeypatch.setattr(worker_mod, "open_source", tracking_open)
+    monkeypatch.setattr(feed_mod, "open_source", tracking_open)
     return closed
 
 
@@ -203,13 +203,13 @@ def test_worker_processes_video_and_paints_overlay_in_face_box(qtbot, video, set
     assert not errors
     image, result, stats = frames[-1]
     assert len(result.faces) == 2
-    assert stats["faces"] == 2 and stats["model"] == Path(settings.model_path).name
-    assert stats["provider"] == "CPUExecutionProvider" and stats["detector"] == "mediapipe"
-    assert stats["capture_fps"] > 0 and stats["processed_fps"] > 0 and stats["total_ms"] > 0
-    assert stats["selected_track"] == max(result.faces, key=lambda f: f.box[2] * f.box[3]).track_id
+    assert stats.faces == 2 and stats.model == Path(settings.model_path).name
+    assert stats.provider == "CPUExecutionProvider" and stats.detector == "mediapipe"
+    assert stats.capture_fps > 0 and stats.processed_fps > 0 and stats.total_ms > 0
+    assert stats.selected_track == max(result.faces, key=lambda f: f.box[2] * f.box[3]).track_id
     # The overlay is painted inside each face box: pixels differ from the raw frame there.
     annotated = qimage_to_bgr(image)
-    raw = read_frame(video, stats["frame_index"])
+    raw = read_frame(video, stats.frame_index)
     assert annotated.shape == raw.shape
     for face in result.faces:
         x, y, w, h = face.box
@@ -218,7 +218,7 @@ def test_worker_processes_video_and_paints_overlay_in_face_box(qtbot, video, set
     # No FPS text in the picture unless asked for: the frame is exactly the faces' overlay.
     from fer_core.draw import draw_results
 
-    plain = draw_results(raw, result, stats["labels"], selected=stats["selected_track"])
+    plain = draw_results(raw, result, stats.labels, selected=stats.selected_track)
     assert np.array_equal(annotated, plain)
     # Closing released the source and the pipeline.
     assert worker.released and closed == [str(video)]
@@ -230,8 +230,8 @@ def test_worker_burns_fps_into_the_picture_only_when_asked(qtbot, video, setting
     frames, _ = run_worker(qtbot, InferenceWorker(str(video), dataclasses.replace(settings, burn_fps=True)), 6)
     image, result, stats = frames[-1]
     annotated = qimage_to_bgr(image)
-    plain = draw_results(read_frame(video, stats["frame_index"]), result, stats["labels"],
-                         selected=stats["selected_track"])
+    plain = draw_results(read_frame(video, stats.frame_index), result, stats.labels,
+                         selected=stats.selected_track)
     changed = np.abs(annotated.astype(int) - plain.astype(int)).sum(axis=2) > 0
     assert 0 < changed.mean() < 0.05  # a small HUD box, nothing else
 
@@ -279,7 +279,7 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     qtbot.mouseClick(window.view, Qt.MouseButton.LeftButton, pos=pos)
     assert window.face_panel.track_id == small.track_id
     shown = window.frames_shown
-    qtbot.waitUntil(lambda: window.last_stats.get("selected_track") == small.track_id
+    qtbot.waitUntil(lambda: window.last_stats.selected_track == small.track_id
                     and window.frames_shown >= shown + 3, timeout=10000)
     chart = window.face_panel.chart
     history = window.face_panel.history(small.track_id)
@@ -321,13 +321,13 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     window.set_paused(True)
     qtbot.waitUntil(lambda: rd.text("processed_fps") == "paused", timeout=5000)
     assert rd.text("capture_fps") == "paused" and float(rd.text("total_ms").split()[0]) > 0
-    held = window.last_stats["frames_processed"]
+    held = window.last_stats.frames_processed
     qtbot.wait(150)  # the paused frame itself is new data: let its repaint happen
     with count_paints(window.view, window.face_panel.chart) as paints:
         qtbot.wait(400)
-    assert window.last_stats["frames_processed"] == held and paints == {}
+    assert window.last_stats.frames_processed == held and paints == {}
     window.set_paused(False)
-    qtbot.waitUntil(lambda: window.last_stats["frames_processed"] > held, timeout=5000)
+    qtbot.waitUntil(lambda: window.last_stats.frames_processed > held, timeout=5000)
     qtbot.waitUntil(lambda: rd.text("processed_fps").endswith("fps"), timeout=5000)
 
     # Closing stops the thread and releases the source.
@@ -419,7 +419,7 @@ def test_switching_sources_quickly_keeps_one_worker(qtbot, video, tiny_onnx):
 
 
 def test_camera_lost_mid_stream_gives_message(qtbot, video, tiny_onnx, monkeypatch):
-    frames = [frame for _, _, frame in worker_mod.open_source(str(video))][:5]
+    frames = [frame for _, _, frame in feed_mod.open_source(str(video))][:5]
 
     class StoppingCamera:
         """A live source that delivers a few frames, then stops the way fer_core's sources report it."""
@@ -436,7 +436,7 @@ def test_camera_lost_mid_stream_gives_message(qtbot, video, tiny_onnx, monkeypat
             self.closed = True
 
     camera = StoppingCamera()
-    monkeypatch.setattr(worker_mod, "open_source", lambda spec: camera)
+    monkeypatch.setattr(feed_mod, "open_source", lambda spec: camera)
     window = make_window(qtbot, source=0, model=str(tiny_onnx))
     qtbot.waitUntil(lambda: window.banner.isVisible() and window.frames_shown >= 1, timeout=20000)
     assert "camera lost" in window.banner.text.lower() and "stopped delivering" in window.banner.text
@@ -511,7 +511,7 @@ def test_switching_to_a_model_with_other_classes_mid_video(qtbot, video, tiny_on
     window.start_recording(tmp_path / "rec")
     qtbot.waitUntil(lambda: window.controls.record_button.isChecked(), timeout=5000)
     window.set_model(str(eight))
-    qtbot.waitUntil(lambda: len(window.last_stats.get("labels", [])) == 8, timeout=20000)
+    qtbot.waitUntil(lambda: len(window.last_stats.labels) == 8, timeout=20000)
     qtbot.waitUntil(lambda: not window.controls.record_button.isChecked(), timeout=5000)
     assert (tmp_path / "rec.csv").read_text().splitlines()[0].endswith("p_neutral")  # the 7 classes' file
     # Frames of the 8-class model were logged and shown (the old code died writing the first one's face row).
