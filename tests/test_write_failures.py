@@ -21,7 +21,6 @@ from fer_core.errors import WriteError
 from fer_core.records import FaceRecordWriter
 from fer_core.results import make_face
 from fer_core.synthetic import face_photos, synthetic_clip
-from fer_core.video_writer import VideoWriter, describe_codec, h264_available
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["angry", "happy", "neutral"]
@@ -102,6 +101,8 @@ def test_fer_run_video_past_a_size_limit_is_not_claimed(tiny_onnx, face_model_pa
 
 
 def test_video_writer_names_its_codec(tmp_path):
+    from fer_core.video_writer import VideoWriter, describe_codec, h264_available
+
     writer = VideoWriter(tmp_path / "a.mp4", 10)
     for _ in range(3):
         writer.write(np.zeros((48, 64, 3), np.uint8))
