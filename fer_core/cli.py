@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fer_core.errors import FerError
+from fer_core.errors import FerError, os_reason
 from fer_core.session import PROVIDERS
 from fer_core.suggest import did_you_mean
 
@@ -98,6 +98,8 @@ def stop_signals(on_first: Callable[[int], None] | None = None) -> Iterator[list
 
 def error_message(exc: BaseException) -> str:
     """The user-facing line for an exception: our own errors as they are, others with their type."""
+    if isinstance(exc, OSError) and exc.errno is not None:  # "x.csv: no space left on device", not "[Errno 28] ..."
+        return f"{exc.filename}: {os_reason(exc)}" if exc.filename else os_reason(exc)
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, (FerError, OSError, ValueError)):
         return text

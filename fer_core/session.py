@@ -52,6 +52,18 @@ _PROVIDER_LIBS = {
 }
 
 
+def ort_load_reason(exc: BaseException) -> str:
+    """One plain sentence for ONNX Runtime's error when it cannot load a model (its own text goes to the log)."""
+    text = str(exc)
+    if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
+        return "cannot load ONNX model: the file is damaged, cut short or not an ONNX model"
+    if "NO_SUCHFILE" in text:
+        return "model file not found"
+    if "NOT_IMPLEMENTED" in text or "opset" in text.lower():
+        return "cannot load ONNX model: it needs an operator or opset this onnxruntime lacks (update onnxruntime)"
+    return "cannot load ONNX model (run with FER_DEBUG=1 for ONNX Runtime's own message)"
+
+
 class ModelLoadError(FerError, RuntimeError):
     """A model file is missing, corrupt, or not usable as an emotion classifier."""
 
@@ -256,7 +268,8 @@ class EmotionClassifier:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=self._providers,
                                                 enable_fallback=0)
         except Exception as e:  # onnxruntime raises several pybind exception types
-            raise ModelLoadError(f"{self.model_path}: cannot load ONNX model: {str(e).strip()}") from e
+            logger.info("%s: ONNX Runtime said: %s", self.model_path, str(e).strip())  # the details, for the log
+            raise ModelLoadError(f"{self.model_path}: {ort_load_reason(e)}") from e
         self._mirror_session = self.session  # the file's own graph
         self._single_session: ort.InferenceSession | None = None  # built on first use (mirror = False)
         self._mirror = True
@@ -324,7 +337,9 @@ class EmotionClassifier:
         try:
             n_out = self.predict_batch(dummy).shape[1]
         except Exception as e:
-            raise ModelLoadError(f"{self.model_path}: test inference failed: {str(e).strip()}") from e
+            logger.info("%s: ONNX Runtime said: %s", self.model_path, str(e).strip())
+            raise ModelLoadError(f"{self.model_path}: the model does not run on a blank face (its input or graph is "
+                                 "not what fer_core expects; FER_DEBUG=1 shows ONNX Runtime's message)") from e
         if n_out != len(self.labels):
             raise ModelLoadError(
                 f"{self.model_path}: the model outputs {n_out} classes but its labels list {len(self.labels)} "

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_core.errors import WriteError
+from fer_core.errors import WriteError, os_reason
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet (read when OpenCV first loads it)
 
@@ -110,7 +110,7 @@ class VideoWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise VideoWriteError(f"cannot write {self.path}: cannot create its folder ({exc.strerror or exc})") from exc
+            raise VideoWriteError(f"cannot write {self.path}: cannot create its folder ({os_reason(exc)})") from exc
         for codec in dict.fromkeys([self.codec, VIDEO_SUFFIXES.get(self.path.suffix.lower(), "mp4v")]):
             with _quiet_opencv():
                 writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, (w, h))
