@@ -193,7 +193,7 @@ class ControlsPanel(QWidget):
         self.provider_combo.activated.connect(lambda i: self.provider_requested.emit(self.provider_combo.itemData(i)))
         for signal in (self.smoothing_check.toggled, self.smoothing_slider.valueChanged,
                        self.confidence_slider.valueChanged, self.uncertain_slider.valueChanged,
-                       self.align_check.toggled, self.quality_combo.activated):
+                       self.align_check.toggled, self.quality_combo.currentIndexChanged):
             signal.connect(self._emit_settings)
         self.small_faces_check.toggled.connect(self._on_small_faces)
         self.pause_button.toggled.connect(self._on_pause)

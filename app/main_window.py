@@ -73,6 +73,12 @@ def _stat(stats: Any, name: str, default: Any = None) -> Any:
     return stats.get(name, default) if isinstance(stats, dict) else getattr(stats, name, default)
 
 
+def _worker_recorder(worker: Any) -> Any:
+    """The worker's :class:`app.recorder.Recorder` while it records (``None`` when it has none)."""
+    recording = getattr(getattr(worker, "files", None), "recording", None)
+    return getattr(recording, "recorder", None) or getattr(worker, "recorder", None)
+
+
 def _codec_text(recorder: Any) -> str:
     """The codec a recorder writes, in words ("" when it does not say)."""
     codec = getattr(recorder, "codec", None)  # a fourcc, or already in words
@@ -494,7 +500,7 @@ class MainWindow(QMainWindow):
             self.controls.set_record_text("")
             return
         self._clear_banner("recording")
-        self._recorder = recorder = getattr(self.worker, "recorder", None)
+        self._recorder = recorder = _worker_recorder(self.worker)
         video, csv = getattr(recorder, "video_path", None), getattr(recorder, "csv_path", None)
         if video is None or csv is None:
             return
