@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, image file, folder of images, or rtsp:// / http(s):// URL")
     p.add_argument("--model", help="ONNX emotion model (default: the shipped default model in models/)")
-    p.add_argument("--out", help="annotated output: a video file (.mp4/.avi) for video, camera and stream "
+    p.add_argument("--out", help="annotated output: a video file (.mkv plays after a crash, .mp4 only when "
+                                 "finished; .avi) or a folder (<name>_annotated.mkv) for video, camera and stream "
                                  "sources; a folder (or an image file for a single image) for image sources")
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--csv", help="write one row per face per frame to this CSV file")
