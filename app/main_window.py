@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_MS = 5000
 PREFERRED_SIZE = QSize(1360, 860)  # what the window opens at where the screen has room
 SCREEN_SHARE = 0.95  # at most this share of the screen's free area (room for the title bar and frame)
-# Worker states (app.worker.STATES) in which no new frame will come, so there is nothing to record.
-NOTHING_TO_RECORD = ("ended", "still")
+# Why Record is refused, by the state of the frame on show (app.frame_stats.STATES).
+NOTHING_TO_RECORD = {"ended": "the video has ended", "still": "a photo is on show (Snapshot saves it)"}
 
 
 def initial_size(available: QRect, minimum: QSize) -> QSize:
@@ -66,11 +66,6 @@ def _is_photo(spec: str | int) -> bool:
         return False
     path = Path(spec)
     return path.suffix.lower() in IMAGE_EXTS or path.is_dir()
-
-
-def _stat(stats: Any, name: str, default: Any = None) -> Any:
-    """One of the worker's frame stats (a dict, or an object with attributes)."""
-    return stats.get(name, default) if isinstance(stats, dict) else getattr(stats, name, default)
 
 
 def _worker_recorder(worker: Any) -> Any:
@@ -441,16 +436,15 @@ class MainWindow(QMainWindow):
         self.frames_shown += 1
         self.frame_shown.emit(self.frames_shown)
 
-    def _show_source_state(self, stats: Any) -> None:
+    def _show_source_state(self, stats: FrameStats) -> None:
         """What the controls offer for the source on show: a photo searches for small faces whatever the
         checkbox says; Record only while new frames will come."""
-        state = _stat(stats, "state")
+        state = stats.state
         if state == "still":
             self.controls.set_still(True)
         elif state in ("running", "paused", "ended"):
             self.controls.set_still(False)
-        can_record = _stat(stats, "can_record")
-        self.controls.set_can_record(state not in NOTHING_TO_RECORD if can_record is None else bool(can_record))
+        self.controls.set_can_record(stats.can_record)
 
     def _clear_banner(self, kind: str) -> None:
         """Hide the error banner when it is about ``kind`` (the trouble is over)."""
@@ -548,10 +542,9 @@ class MainWindow(QMainWindow):
 
     def start_recording(self, base_path: str | Path) -> bool:
         """Record the annotated video to ``<base>`` plus a video suffix and per-face rows to ``<base>.csv``."""
-        state = _stat(self.last_stats, "state")
-        if self.worker is None or state in NOTHING_TO_RECORD:
-            why = {"ended": "the video has ended", "still": "a photo is on show (Snapshot saves it)"}.get(
-                state, "open a camera, a video or an image first")
+        if self.worker is None or (self.frames_shown and not self.last_stats.can_record):
+            why = ("open a camera, a video or an image first" if self.worker is None else
+                   NOTHING_TO_RECORD.get(self.last_stats.state, "no new frame will come"))
             self._show_local_error(f"Nothing to record: {why}.")
             self.controls.set_recording(False)
             return False
