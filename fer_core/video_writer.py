@@ -132,7 +132,8 @@ class VideoWriter:
             self.size = (w, h)
         if (w, h) != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(np.ascontiguousarray(frame[:, :, :3]))
+        with _quiet_opencv():  # a failed write only logs a warning per frame; close() checks the file instead
+            self._writer.write(np.ascontiguousarray(frame[:, :, :3]))
         self.frames += 1
 
     def close(self) -> None:
@@ -154,8 +155,8 @@ class VideoWriter:
                 return "no space left on device"
         except OSError:
             pass
-        return (f"the file is incomplete and will not play to its end ({self.frames} frames were written; "
-                "a full disk or a file size limit?)")
+        return (f"the file is incomplete: it does not play to its last frame ({self.frames} frames were sent "
+                "to it; is the disk full, or a file size limit set?)")
 
 
 def plays_to_the_end(path: str | Path, frames: int) -> bool:
