@@ -124,3 +124,24 @@ def test_fer_report_on_a_full_disk(tmp_path, capsys):
     assert report_main([str(records), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"fer-report: error: cannot write {out}: no space left on device" in err
+
+
+@needs_dev_full
+def test_the_app_recorder_on_a_full_disk_keeps_the_video(tmp_path):
+    """The CSV's disk is full: one WriteError naming it; the video is still finished and plays."""
+    from app.recorder import Recorder
+    from fer_core.results import FrameResult
+
+    full_disk_file(tmp_path / "rec.csv")
+    face = make_face(1, (10, 20, 30, 30), np.array([0.2, 0.5, 0.3]), LABELS)
+    frames = synthetic_clip(1, n_frames=10)
+    rec = Recorder(tmp_path / "rec", fps=10, labels=LABELS)
+    with pytest.raises(WriteError, match=r"cannot write .*rec\.csv: no space left on device$"):
+        for i in range(3000):
+            rec.write(frames[i % 10], FrameResult(faces=[face] * 5), i, i * 100.0)
+    rec.close()
+    cap = cv2.VideoCapture(str(tmp_path / "rec.mkv"))
+    n = 0
+    while cap.grab():
+        n += 1
+    assert n == rec.frames > 0
