@@ -342,9 +342,6 @@ class MainWindow(QMainWindow):
             release_freed_memory()  # a worker's session and detector are gone: their memory goes back too
         self._alive = keep
 
-    def _change_pipeline(self, **changes: Any) -> None:
-        self._change(pipeline=self.settings.pipeline.replace(**changes))
-
     def _change(self, **changes: Any) -> None:
         self.settings = dataclasses.replace(self.settings, **changes)
         if self.worker is not None:
