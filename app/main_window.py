@@ -19,10 +19,10 @@ from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplicatio
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QScrollArea, QTabWidget, QVBoxLayout,
                                QWidget)
 
-from fer_core import video_writer
 from fer_core.model_zoo import default_model_path, list_shipped_models
 from fer_core.session import available_providers
 from fer_core.sources import IMAGE_EXTS, list_cameras
+from fer_core.video_writer import CRASH_SAFE_SUFFIX
 
 from app.banner import MessageBanner
 from app.bench_panel import BenchPanel
@@ -68,20 +68,6 @@ def _is_photo(spec: str | int) -> bool:
     return path.suffix.lower() in IMAGE_EXTS or path.is_dir()
 
 
-def _worker_recorder(worker: Any) -> Any:
-    """The worker's :class:`app.recorder.Recorder` while it records (``None`` when it has none)."""
-    recording = getattr(getattr(worker, "files", None), "recording", None)
-    return getattr(recording, "recorder", None) or getattr(worker, "recorder", None)
-
-
-def _codec_text(recorder: Any) -> str:
-    """The codec a recorder writes, in words ("" when it does not say)."""
-    codec = getattr(recorder, "codec", None)  # a fourcc, or already in words
-    if not codec:
-        return ""
-    describe = getattr(video_writer, "describe_codec", None)
-    fourccs = getattr(video_writer, "CODEC_NAMES", {})
-    return describe(codec) if describe is not None and codec in fourccs else str(codec)
 
 
 class CameraScan(QThread):
@@ -491,13 +477,11 @@ class MainWindow(QMainWindow):
             self.controls.set_record_text("")
             return
         self._clear_banner("recording")
-        self._recorder = recorder = _worker_recorder(self.worker)
-        video, csv = getattr(recorder, "video_path", None), getattr(recorder, "csv_path", None)
-        if video is None or csv is None:
+        self._recorder = recorder = self.worker.files.recording.recorder  # None if it has stopped already
+        if recorder is None:
             return
-        codec = _codec_text(recorder)
-        text = f"Recording to {Path(video).name}" + (f" ({codec})" if codec else "") + f" and {Path(csv).name}"
-        self.controls.set_record_text(f"{text} in {Path(video).parent}")
+        text = f"Recording to {recorder.video_path.name} ({recorder.codec}) and {recorder.csv_path.name}"
+        self.controls.set_record_text(f"{text} in {recorder.video_path.parent}")
         self.statusBar().showMessage(text, 15000)
 
     @Slot()
@@ -556,15 +540,11 @@ class MainWindow(QMainWindow):
         self.last_recording = csv_path
         self.controls.report_button.setEnabled(True)
         recorder, self._recorder = self._recorder, None
-        if recorder is None or str(getattr(recorder, "csv_path", "")) != csv_path:
+        if recorder is None or str(recorder.csv_path) != csv_path:
             return  # the session log of a video that ended, not a recording
-        video, csv = Path(recorder.video_path), Path(csv_path)
-        if video.is_file():
-            codec = _codec_text(recorder)
-            text = f"Saved {video.name}" + (f" ({codec})" if codec else "") + f" and {csv.name} in {csv.parent}"
-        else:
-            text = f"Saved {csv.name} in {csv.parent} (no video: no frame came while recording)"
-        self.statusBar().showMessage(text, 15000)
+        video, csv = recorder.video_path, recorder.csv_path
+        saved = f"{video.name} ({recorder.codec}) and {csv.name}" if video.is_file() else csv.name
+        self.statusBar().showMessage(f"Saved {saved} in {csv.parent}", 15000)
 
     def make_report(self) -> None:
         """Write the session report of the last recording in the background, then open it."""
@@ -594,9 +574,8 @@ class MainWindow(QMainWindow):
             self.stop_recording()
             return
         default = self._save_folder("videos") / time.strftime("fer_recording_%Y%m%d_%H%M%S")
-        suffix = getattr(video_writer, "CRASH_SAFE_SUFFIX", ".mp4")  # what the recorder writes
-        path, _ = QFileDialog.getSaveFileName(self, f"Record to (a {suffix} video and a .csv are written)",
-                                              str(default), f"Video (*{suffix})")
+        path, _ = QFileDialog.getSaveFileName(self, f"Record to (a {CRASH_SAFE_SUFFIX} video and a .csv are "
+                                              "written)", str(default), f"Video (*{CRASH_SAFE_SUFFIX})")
         if path:
             self._save_dirs["videos"] = Path(path).parent
         if not path or not self.start_recording(path):

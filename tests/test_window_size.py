@@ -28,7 +28,8 @@ qt.processEvents()
 def box(w):
     top_left = w.mapToGlobal(w.rect().topLeft())
     return [top_left.x(), top_left.y(), w.width(), w.height()]
-print(json.dumps({"available": list(qt.primaryScreen().availableGeometry().getRect()), "window": box(window), "readouts": box(window.readouts), "face_panel": box(window.face_panel),
+print(json.dumps({"available": list(qt.primaryScreen().availableGeometry().getRect()), "window": box(window),
+                  "readouts": box(window.readouts), "face_panel": box(window.face_panel),
                   "controls": box(window.controls_scroll)}))
 window.close()
 """
