@@ -350,7 +350,7 @@ def _print_summary(source: Any, pipe: Any, n_frames: int, n_faces: int, elapsed:
         print(f"  records: {records.path} ({records.rows} rows)")
     skipped = getattr(source, "skipped", [])
     if skipped:
-        print(f"  skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}")
+        print(f"  skipped {len(skipped)} unreadable or damaged image(s), e.g. {skipped[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
