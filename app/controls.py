@@ -14,26 +14,27 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout,
                                QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
 
+from fer_core.pipeline import QUALITY_PLANS
 from fer_core.settings import DEFAULTS, QUALITIES, PipelineSettings
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
 MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
-
-#: What each quality (fer_core.settings.QUALITIES, fer_core.pipeline.QUALITY_PLANS) costs, for its tooltip.
-QUALITY_TIPS = {
-    "best": "best: every face read with its mirror image, in every frame. The most accurate; twice the "
-            "classifier's work of the others.",
-    "balanced": "balanced: each face read once (half the classifier's work, about 2 points less accurate on "
-                "FER2013); when reading every face would drop below 15 frames/s, the faces take turns and the "
-                "others keep their last reading.",
-    "fastest": "fastest: each face read once, and the faces take turns to keep 30 frames/s; the others keep "
-               "their last reading. Photos always read every face.",
-}
 RECORD_TIP = "Record, or stop recording, the annotated video and every face's probabilities (CSV)"
 SMALL_FACES_TIP = ("Also search four overlapping tiles of the frame: finds faces down to about a tenth of the frame "
                    "width, at about five times the detection time")
 SMALL_FACES_STILL_TIP = "Photos are always searched for small faces (a photo has the time)"
+
+
+def quality_tip(name: str) -> str:
+    """What a quality (:data:`fer_core.pipeline.QUALITY_PLANS`) does and costs, in words, for its tooltip."""
+    plan = QUALITY_PLANS[name]
+    read = ("every face read with its mirror image: the most accurate, twice the classifier's work" if plan.mirror
+            else "each face read once: half the classifier's work, about 2 points less accurate (FER2013 test)")
+    turns = ("every face in every frame" if plan.budget_ms is None else
+             f"when a frame would take longer than 1/{1000 / plan.budget_ms:.0f} s, its faces are read in turn "
+             "(the others keep their last reading)")
+    return f"{name}: {read}; {turns}."
 
 
 def _slider(lo: int, hi: int, value: int) -> QSlider:
@@ -151,8 +152,9 @@ class ControlsPanel(QWidget):
         self.quality_combo = QComboBox()
         for i, name in enumerate(QUALITIES):
             self.quality_combo.addItem(name, name)
-            self.quality_combo.setItemData(i, QUALITY_TIPS[name], Qt.ItemDataRole.ToolTipRole)
-        self.quality_combo.setToolTip("Speed or accuracy:\n" + "\n".join(QUALITY_TIPS[q] for q in QUALITIES))
+            self.quality_combo.setItemData(i, quality_tip(name), Qt.ItemDataRole.ToolTipRole)
+        self.quality_combo.setToolTip("Speed or accuracy (photos always read every face):\n"
+                                      + "\n".join(quality_tip(q) for q in QUALITIES))
         self.quality_combo.setCurrentIndex(QUALITIES.index(settings.quality))
         form.addRow("Quality", self.quality_combo)
         layout.addWidget(box)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import app  # noqa: F401  (the OpenCV / Qt plugin-path fix, before pytest-qt creates the QApplication)
+from fer_core.pipeline import QUALITY_PLANS
 from fer_core.settings import QUALITIES, PipelineSettings
 from test_app import make_window, write_two_face_video
 
@@ -45,9 +46,10 @@ def test_quality_choice_says_what_each_costs(qtbot):
     for i, name in enumerate(QUALITIES):
         tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
         assert tip.startswith(f"{name}:") and tip in combo.toolTip()
-    assert "mirror" in combo.itemData(0, Qt.ItemDataRole.ToolTipRole)
-    assert "15 frames/s" in combo.itemData(1, Qt.ItemDataRole.ToolTipRole)
-    assert "30 frames/s" in combo.itemData(2, Qt.ItemDataRole.ToolTipRole)
+        plan = QUALITY_PLANS[name]
+        assert ("mirror image" in tip) == plan.mirror and ("half the classifier's work" in tip) != plan.mirror
+        if plan.budget_ms is not None:  # the frame time past which faces take turns
+            assert f"1/{1000 / plan.budget_ms:.0f} s" in tip
 
 
 def test_each_processing_control_reaches_the_worker_pipeline(qtbot, video, tiny_onnx, face_model_path):
