@@ -9,7 +9,7 @@ round times every quality x face count back to back (``--frames`` frames after a
 of ``fer-bench``), the order of the qualities turning each round, so that whatever else the machine runs falls on
 all of them alike; the table gives the median over the rounds and their range. "read" is the faces classified
 per frame (the rest show their last reading, ``Face.age_ms`` old). Accuracy is the classifier's on the FER2013
-PrivateTest faces (``test/<class>/*.jpg``), with and without mirror averaging: ``fer-eval --model ... --split test
+PrivateTest faces (``test/<class>/PrivateTest_*.jpg``), with and without mirror averaging: ``fer-eval --model ... --split test
 --tta none`` of the file and of its single-view graph gives the same figures.
 """
 
@@ -70,7 +70,7 @@ def private_test_accuracy(model: str | None, data: Path) -> dict[str, float]:
     faces, truth = [], []
     for folder in sorted((data / "test").iterdir()):
         label = normalize_label(folder.name)
-        for path in sorted(folder.glob("*.jpg")):
+        for path in sorted(folder.glob("PrivateTest_*.jpg")):  # test/ holds PublicTest (val) too
             faces.append(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
             truth.append(clf.labels.index(label))
     batch = clf.preprocess(faces)
@@ -104,7 +104,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="rounds of every quality x face count (5)")
     p.add_argument("--frames", type=int, default=60, help="timed frames per run (60)")
     p.add_argument("--warmup", type=int, default=10, help="untimed frames first (10)")
-    p.add_argument("--data", type=Path, help="FER2013 folders (test/<class>/*.jpg) for the accuracy column")
+    p.add_argument("--data", type=Path,
+                   help="FER2013 folders (test/<class>/PrivateTest_*.jpg) for the accuracy column")
     p.add_argument("--json", type=Path, help="write every figure here")
     a = p.parse_args()
     faces = [int(v) for v in a.faces.split(",")]
