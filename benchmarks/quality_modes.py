@@ -9,8 +9,8 @@ round times every quality x face count back to back (``--frames`` frames after a
 of ``fer-bench``), the order of the qualities turning each round, so that whatever else the machine runs falls on
 all of them alike; the table gives the median over the rounds and their range. "read" is the faces classified
 per frame (the rest show their last reading, ``Face.age_ms`` old). Accuracy is the classifier's on the FER2013
-PrivateTest faces (``test/<class>/PrivateTest_*.jpg``), with and without mirror averaging: ``fer-eval --model ... --split test
---tta none`` of the file and of its single-view graph gives the same figures.
+PrivateTest faces (``test/<class>/PrivateTest_*.jpg``), with and without mirror averaging: ``fer-eval --model ...
+--split test --tta none`` of the file and of its single-view graph gives the same figures.
 """
 
 from __future__ import annotations

@@ -206,8 +206,8 @@ def test_one_photo_gets_the_same_faces_and_labels_from_every_front_door(group_ph
     assert len(api) == 5
 
     records = tmp_path / "faces.jsonl"
-    assert cli_run.main(["--source", str(group_photo), "--model", str(SHIPPED), "--provider", "cpu", "--jsonl", str(records),
-                         "--face-model", str(face_model_path)]) == 0
+    assert cli_run.main(["--source", str(group_photo), "--model", str(SHIPPED), "--provider", "cpu",
+                         "--jsonl", str(records), "--face-model", str(face_model_path)]) == 0
     rows = [json.loads(line) for line in records.read_text().splitlines()]
     run = sorted(((r["x"], r["y"], r["w"], r["h"]), r["label"]) for r in rows)
 
