@@ -111,6 +111,8 @@ class Pipeline:
 
     def _apply_quality(self, quality: str) -> None:
         plan = QUALITY_PLANS[quality]
+        if plan.mirror != self.classifier.mirror:
+            self.scheduler.face_ms = None  # the cost of a reading changes: measure it again
         self.classifier.mirror = plan.mirror
         self.scheduler.budget_ms = plan.budget_ms
 
