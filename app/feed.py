@@ -94,13 +94,13 @@ class RateMeter:
             self._times.popleft()
 
 
-def frame_rates(captured: RateMeter, processed: RateMeter) -> tuple[float, float]:
+def frame_rates(captured: RateMeter, processed: RateMeter, now: float | None = None) -> tuple[float, float]:
     """(capture fps, processed fps) over one window and one time span.
 
     ``processed`` must be ticked with the capture times of the frames it counts: its events are then some of
     ``captured``'s, so it counts no more of them in the window and its rate is at most the capture rate.
     """
-    n_captured, span, now = captured.window()
+    n_captured, span, now = captured.window(now)
     if n_captured < 2 or span <= 0:
         return 0.0, 0.0
     return (n_captured - 1) / span, max(0, processed.count(now) - 1) / span

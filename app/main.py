@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --screenshot / --quit-after-frames: give up after S seconds (default 120)")
     parser.add_argument("--size", default="1360x860", metavar="WxH", help="window size (default 1360x860)")
     parser.add_argument("--no-pace", action="store_true",
-                        help="process video files as fast as possible instead of at their frame rate")
+                        help="process video files as fast as possible instead of at their frame rate (also with "
+                             "--screenshot, which otherwise plays them like the live view)")
     return parser
 
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     qt_app.setApplicationName("fer-app")
     window = MainWindow(source=args.source, model=args.model, provider=args.provider, face_model=args.face_model,
-                        pace_video=not (args.no_pace or auto_quit), scan_cameras=not auto_quit)
+                        pace_video=not args.no_pace, scan_cameras=not auto_quit)
     window.resize(*size)
     window.show()
     quitter = None

@@ -523,7 +523,8 @@ def test_switching_to_a_model_with_other_classes_mid_video(qtbot, video, tiny_on
 def test_cli_screenshot_mode_writes_png_and_exits_0(tmp_path, video, tiny_onnx, face_model_path):
     out = tmp_path / "shot.png"
     args = ["--source", str(video), "--model", str(tiny_onnx), "--provider", "cpu", "--face-model",
-            str(face_model_path), "--screenshot", str(out), "--quit-after-frames", "8", "--size", "1100x700"]
+            str(face_model_path), "--screenshot", str(out), "--quit-after-frames", "8", "--size", "1100x700",
+            "--no-pace"]
     # Also checks that the app never imports torch or the training package.
     code = ("import sys; from app.main import main; rc = main(sys.argv[1:]); "
             "bad = [m for m in ('torch', 'training') if m in sys.modules]; "
@@ -577,7 +578,7 @@ def test_cli_screenshot_failures_are_one_line_and_non_zero(case, tmp_path, video
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(_app_cmd(["--source", str(video), "--model", model, "--provider", provider,
                                     "--face-model", str(face_model_path), "--screenshot", str(shot),
-                                    "--quit-after-frames", "3", "--timeout", "60"]),
+                                    "--quit-after-frames", "3", "--timeout", "60", "--no-pace"]),
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
