@@ -27,7 +27,7 @@ class Face:
         eyes: the two eye centres (x, y) when the detector gives them, else ``None``.
         uncertain: the top probability is below the settings' ``uncertain_below``.
         age_ms: how old the reading is: 0 when the face was read in this frame, else the time since it was last
-            read (the ``fastest`` quality reads the faces of a crowded frame in turn; the tracker holds the rest).
+            read (``balanced`` and ``fastest`` read the faces of a crowded frame in turn; the tracker holds the rest).
     """
 
     track_id: int
