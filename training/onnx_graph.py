@@ -172,7 +172,9 @@ def fold_flip(src: Path, dst: Path) -> None:
     the output is the log of the two softmax outputs' mean (a (N, C) logit that softmax turns into that mean).
 
     The graph runs the original on a batch of 2N (the faces, then their mirror images), so every consumer gets
-    the flip test-time augmentation at twice the classifier's work. Metadata gets ``tta = flip``.
+    the flip test-time augmentation at twice the classifier's work. Metadata gets ``tta = flip``. The qualities that
+    read each face once take the fold out again at load (:func:`fer_core.session.single_view_model`, by the node
+    names ``flip_batch`` and ``flip_softmax``: keep them).
 
     Raises:
         ValueError: ``src`` already averages flips, or its output has no fixed class count.
