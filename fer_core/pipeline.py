@@ -8,6 +8,7 @@
             print(face.track_id, face.label, face.score, face.box)
         print(result.timings)                   # detect / preprocess / inference / total, in ms
         pipe.settings = pipe.settings.replace(small_faces=True)   # applies from the next frame
+        pipe.settings = pipe.settings.replace(quality="balanced")  # see QUALITY_PLANS
 
 The model file governs its own preprocessing (grey, equalisation, size, normalisation: its ``fer.*`` metadata);
 everything else is a :class:`fer_core.settings.PipelineSettings`. ``process`` never raises on a bad frame (None,
@@ -143,7 +144,8 @@ class Pipeline:
 
         Args:
             frame: the image.
-            timestamp_ms: the frame time for the video-mode detector; ``None`` uses a clock.
+            timestamp_ms: the frame time for the video-mode detector and the readings' ages (``Face.age_ms``);
+                ``None`` uses a clock.
             still: an image on its own (a photo, or a frame processed again): always searched for small faces
                 too, no tracking or smoothing across frames, ids from 1, and the stream's tracks are left as they are.
 
