@@ -247,3 +247,19 @@ def test_no_progress_flood_when_stderr_is_not_a_terminal(command, tmp_path, face
     assert done.returncode == 0, done.stderr
     bars = [line for line in done.stderr.splitlines() if "%|" in line]  # tqdm's "fer-run:  50%|#####  | 20/40"
     assert not bars, done.stderr[-2000:]
+
+
+def test_fer_bench_times_each_quality_in_its_own_row(tiny_onnx, face_model_path, tmp_path, capsys):
+    from fer_core import cli_bench
+
+    out = tmp_path / "bench.json"
+    assert cli_bench.main(["--model", str(tiny_onnx), "--quality", "best,fastest", "--faces", "1,2", "--warmup", "1",
+                           "--iterations", "2", "--repeats", "1", "--face-model", str(face_model_path),
+                           "--no-progress", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["quality"], r["faces"]) for r in rows] == [("best", 1), ("best", 2), ("fastest", 1), ("fastest", 2)]
+    assert all(r["status"] == "ok" for r in rows)
+    table = capsys.readouterr().out
+    assert "quality" in table.splitlines()[0] and table.count("fastest") == 2
+    with pytest.raises(SystemExit):
+        cli_bench.build_parser().parse_args(["--quality", "best,quick"])
