@@ -263,3 +263,19 @@ def test_fer_bench_times_each_quality_in_its_own_row(tiny_onnx, face_model_path,
     assert "quality" in table.splitlines()[0] and table.count("fastest") == 2
     with pytest.raises(SystemExit):
         cli_bench.build_parser().parse_args(["--quality", "best,quick"])
+
+
+@pytest.mark.parametrize("name", ["fer_realtime", "fer_ferplus"])
+def test_every_shipped_model_reads_real_faces_both_ways(name, fer2013_root):
+    faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+             for folder in sorted((fer2013_root / "test").iterdir())
+             for p in sorted(folder.glob("PrivateTest_*.jpg"))[:3]]
+    clf = EmotionClassifier(REPO / "models" / f"{name}.onnx", provider="cpu")
+    assert clf.has_mirror and clf.mirror
+    both = clf.predict(faces)
+    clf.mirror = False
+    once = clf.predict(faces)
+    assert once.shape == both.shape and np.isfinite(once).all()
+    np.testing.assert_allclose(once.sum(axis=1), 1.0, atol=1e-4)
+    assert 0 < np.abs(once - both).max() < 0.5  # a view fewer, the same model
+    assert (once.argmax(1) == both.argmax(1)).mean() >= 0.7
