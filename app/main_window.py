@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QScrollAre
 from fer_core.model_zoo import default_model_path, list_shipped_models
 from fer_core.session import available_providers
 from fer_core.sources import IMAGE_EXTS, list_cameras
-from fer_core.video_writer import CRASH_SAFE_SUFFIX
+from fer_core.video_writer import crash_safe_suffix
 
 from app.banner import MessageBanner
 from app.bench_panel import BenchPanel
@@ -574,8 +574,9 @@ class MainWindow(QMainWindow):
             self.stop_recording()
             return
         default = self._save_folder("videos") / time.strftime("fer_recording_%Y%m%d_%H%M%S")
-        path, _ = QFileDialog.getSaveFileName(self, f"Record to (a {CRASH_SAFE_SUFFIX} video and a .csv are "
-                                              "written)", str(default), f"Video (*{CRASH_SAFE_SUFFIX})")
+        suffix = crash_safe_suffix()
+        path, _ = QFileDialog.getSaveFileName(self, f"Record to (a {suffix} video and a .csv are written)",
+                                              str(default), f"Video (*{suffix})")
         if path:
             self._save_dirs["videos"] = Path(path).parent
         if not path or not self.start_recording(path):

@@ -1,10 +1,10 @@
 """Recording: the annotated video plus one CSV row per face per frame (the ``fer-run`` format).
 
-The video is Matroska (``.mkv``, :data:`~fer_core.video_writer.CRASH_SAFE_SUFFIX`): written as it goes, so an app
-that crashes or is killed leaves a playable file missing only its last moments; the CSV reaches the disk at least
+The video is a fragmented H.264 MP4 (Matroska without PyAV; :func:`~fer_core.video_writer.crash_safe_suffix`):
+written as it goes, so an app that crashes or is killed leaves a playable file missing only its last second; the CSV reaches the disk at least
 once a second (:mod:`fer_core.records`). Used by the worker thread (the UI thread never writes frames)::
 
-    rec = Recorder("out/session1", fps=30, labels=pipeline.labels)   # out/session1.mkv + .csv
+    rec = Recorder("out/session1", fps=30, labels=pipeline.labels)   # out/session1.mp4 + .csv
     rec.write(annotated_bgr, result, frame_index, time_ms)
     rec.close()
 """
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from fer_core.records import FaceRecordWriter
-from fer_core.video_writer import CRASH_SAFE_SUFFIX, VIDEO_SUFFIXES, VideoWriter, VideoWriteError, describe_codec
+from fer_core.video_writer import VIDEO_SUFFIXES, VideoWriter, VideoWriteError, crash_safe_suffix, describe_codec
 
 __all__ = ["Recorder", "VideoWriteError"]
 
 
 class Recorder:
-    """Writes ``<base>.mkv`` (annotated frames) and ``<base>.csv`` (per-face probabilities).
+    """Writes ``<base>.mp4`` (``.mkv`` without PyAV; annotated frames) and ``<base>.csv`` (per-face probabilities).
 
     Args:
         base_path: output path without suffix (a video or ``.csv`` suffix, such as ``.mp4``, is replaced).
@@ -39,7 +39,7 @@ class Recorder:
         base = Path(base_path)
         if base.suffix.lower() in (*VIDEO_SUFFIXES, ".csv"):
             base = base.with_suffix("")
-        self.video_path = base.with_name(base.name + CRASH_SAFE_SUFFIX)
+        self.video_path = base.with_name(base.name + crash_safe_suffix())
         self.csv_path = base.with_name(base.name + ".csv")
         self.fps = float(fps)
         self._video = VideoWriter(self.video_path, self.fps)

@@ -21,7 +21,7 @@ from fer_core.cli import (PROVIDER_CHOICES, CliError, fraction_arg, provider_arg
                           signal_name, stop_signals)
 from fer_core.settings import DEFAULTS, QUALITIES, PipelineSettings
 from fer_core.errors import FerError, write_error
-from fer_core.video_writer import CRASH_SAFE_SUFFIX, VIDEO_SUFFIXES, VideoWriter, describe_codec
+from fer_core.video_writer import VIDEO_SUFFIXES, VideoWriter, crash_safe_suffix, describe_codec
 
 PROG = "fer-run"
 
@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, image file, folder of images, or rtsp:// / http(s):// URL")
     p.add_argument("--model", help="ONNX emotion model (default: the shipped default model in models/)")
-    p.add_argument("--out", help="annotated output: a video file (.mkv plays after a crash, .mp4 only when "
-                                 "finished; .avi) or a folder (<name>_annotated.mkv) for video, camera and stream "
+    p.add_argument("--out", help="annotated output: a video file (.mp4: H.264, plays after a crash too; .mkv, "
+                                 ".avi) or a folder (<name>_annotated.mp4) for video, camera and stream "
                                  "sources; a folder (or an image file for a single image) for image sources")
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--csv", help="write one row per face per frame to this CSV file")
@@ -133,7 +133,7 @@ class AnnotatedOutput:
                            "or a folder")
         else:
             stem = "camera" if source.is_live else Path(source.name).stem
-            self.video_path = path / f"{_safe(stem)}_annotated{CRASH_SAFE_SUFFIX}"  # playable after a crash
+            self.video_path = path / f"{_safe(stem)}_annotated{crash_safe_suffix()}"  # playable after a crash
 
     @property
     def target(self) -> Path | None:

@@ -1,14 +1,19 @@
 """Writing annotated frames to a video file: the one place ``fer-run --out`` and the app's recorder open a writer.
 
-The codec: H.264 (``avc1``, what browsers play) where this OpenCV build can encode it, probed once per process;
-otherwise MPEG-4 Part 2 (``mp4v``), which desktop players play but browsers do not; Motion JPEG for ``.avi``.
-:attr:`VideoWriter.codec` says which one a file got.
+The codec, probed once per process:
 
-What a crash leaves: Matroska (``.mkv``, :data:`CRASH_SAFE_SUFFIX`) and AVI are written as they go, so a killed
-process leaves a playable file missing only its last moments (what was still in the muxer's buffer, about
-256 KB); an MP4 gets its index only at :meth:`VideoWriter.close`, so a killed process leaves an MP4 that does not
-play. :meth:`VideoWriter.close` reads the finished file back and raises :class:`VideoWriteError` when it is
-incomplete (a full disk, a file size limit), since OpenCV itself only logs such failures.
+- ``.mp4`` / ``.m4v`` / ``.mov``: H.264 (what browsers play) in a *fragmented* MP4, written by PyAV (FFmpeg with
+  libx264, ``preset=ultrafast``, a key frame and a fragment every second). Without PyAV: H.264 through OpenCV where
+  its build has an encoder, else MPEG-4 Part 2 (``mp4v``: desktop players play it, browsers do not).
+- ``.mkv``: OpenCV, H.264 where it can, else ``mp4v``; ``.avi``: Motion JPEG.
+
+:attr:`VideoWriter.codec` says which codec a file got, :func:`describe_codec` in words.
+
+What a crash leaves: a fragmented MP4 (PyAV), Matroska and AVI are written as they go, so a killed process leaves a
+playable file missing only its last second or so; a plain MP4 (OpenCV) gets its index only at
+:meth:`VideoWriter.close`, so a killed process leaves one that does not play. :func:`crash_safe_suffix` is the
+suffix to record to. :meth:`VideoWriter.close` reads the finished file back and raises :class:`VideoWriteError`
+when it is incomplete (a full disk, a file size limit), since OpenCV itself only logs such failures.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -34,8 +40,10 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 #: Suffixes written as H.264 where this OpenCV build has an encoder for it.
 H264_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
-#: The container that survives a killed process (see the module docstring).
-CRASH_SAFE_SUFFIX = ".mkv"
+#: Suffixes written as fragmented H.264 MP4 by PyAV where it is installed with libx264.
+FRAGMENTED_SUFFIXES = (".mp4", ".m4v", ".mov")
+#: FFmpeg options of those files: an empty index up front, then a fragment at every key frame (every second).
+_FRAGMENTED_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 CODEC_NAMES = {"avc1": "H.264", "mp4v": "MPEG-4 Part 2", "MJPG": "Motion JPEG"}
 _LOW_SPACE = 1 << 20  # bytes: less free space than this after a failed write means the disk is full
 
@@ -72,9 +80,28 @@ def h264_available() -> bool:
     return ok
 
 
+@functools.cache
+def fragmented_mp4_available() -> bool:
+    """Whether PyAV is installed with an H.264 encoder (libx264), for fragmented MP4 files."""
+    try:
+        import av
+    except ImportError:
+        log.debug("PyAV not installed: MP4 files are written by OpenCV")
+        return False
+    return "libx264" in av.codecs_available
+
+
+def crash_safe_suffix() -> str:
+    """The suffix to record to so that a killed process leaves a playable file: ``.mp4`` (fragmented H.264) where
+    PyAV can write it, else ``.mkv``."""
+    return ".mp4" if fragmented_mp4_available() else ".mkv"
+
+
 def codec_for(path: str | Path) -> str:
     """The fourcc :class:`VideoWriter` uses for ``path``: ``avc1`` where possible, else by :data:`VIDEO_SUFFIXES`."""
     suffix = Path(path).suffix.lower()
+    if suffix in FRAGMENTED_SUFFIXES and fragmented_mp4_available():
+        return "avc1"
     if suffix in H264_SUFFIXES and h264_available():
         return "avc1"
     return VIDEO_SUFFIXES.get(suffix, "mp4v")
@@ -84,7 +111,7 @@ def describe_codec(codec: str) -> str:
     """``"H.264"``, or for a fallback a few words saying why it is not H.264."""
     name = CODEC_NAMES.get(codec, codec)
     if codec == "mp4v":
-        return f"{name} ('mp4v'; no H.264 encoder in this OpenCV build, so browsers will not play it)"
+        return f"{name} ('mp4v'; no H.264 encoder here (pip install av), so browsers will not play it)"
     return name
 
 
@@ -106,11 +133,16 @@ class VideoWriter:
         self.codec = codec_for(self.path)
         self._writer: cv2.VideoWriter | None = None
 
-    def _open(self, w: int, h: int) -> cv2.VideoWriter:
+    def _open(self, w: int, h: int) -> "cv2.VideoWriter | _FragmentedMp4":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VideoWriteError(f"cannot write {self.path}: cannot create its folder ({os_reason(exc)})") from exc
+        if self.path.suffix.lower() in FRAGMENTED_SUFFIXES and fragmented_mp4_available():
+            try:
+                return _FragmentedMp4(self.path, self.fps, w, h)
+            except OSError as exc:
+                raise VideoWriteError(f"cannot write {self.path}: {os_reason(exc)}") from exc
         for codec in dict.fromkeys([self.codec, VIDEO_SUFFIXES.get(self.path.suffix.lower(), "mp4v")]):
             with _quiet_opencv():
                 writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, (w, h))
@@ -132,9 +164,18 @@ class VideoWriter:
             self.size = (w, h)
         if (w, h) != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        with _quiet_opencv():  # a failed write only logs a warning per frame; close() checks the file instead
-            self._writer.write(np.ascontiguousarray(frame[:, :, :3]))
+        try:
+            with _quiet_opencv():  # a failed OpenCV write only logs a warning per frame; close() checks the file
+                self._writer.write(np.ascontiguousarray(frame[:, :, :3]))
+        except OSError as exc:  # PyAV raises (a full disk, a size limit)
+            self._abandon()
+            raise VideoWriteError(f"cannot write {self.path}: {os_reason(exc)}") from exc
         self.frames += 1
+
+    def _abandon(self) -> None:
+        writer, self._writer = self._writer, None
+        with contextlib.suppress(Exception):
+            writer.release()
 
     def close(self) -> None:
         """Finish the file and check that it plays to its last frame.
@@ -145,7 +186,10 @@ class VideoWriter:
         if self._writer is None:
             return
         writer, self._writer = self._writer, None
-        writer.release()
+        try:
+            writer.release()
+        except OSError as exc:
+            raise VideoWriteError(f"cannot write {self.path}: {os_reason(exc)}") from exc
         if not plays_to_the_end(self.path, self.frames):
             raise VideoWriteError(f"cannot write {self.path}: {self._why_incomplete()}")
 
@@ -157,6 +201,47 @@ class VideoWriter:
             pass
         return (f"the file is incomplete: it does not play to its last frame ({self.frames} frames were sent "
                 "to it; is the disk full, or a file size limit set?)")
+
+
+class _FragmentedMp4:
+    """H.264 into a fragmented MP4 through PyAV, with OpenCV's ``write`` / ``release`` (see the module docstring).
+
+    The size is cut to even numbers (4:2:0 colour needs them); x264 uses two threads and no look-ahead, so a frame
+    costs a few milliseconds at 640x480 and reaches the file within a second.
+    """
+
+    def __init__(self, path: Path, fps: float, w: int, h: int) -> None:
+        import av
+
+        self.size = (max(2, w - w % 2), max(2, h - h % 2))
+        self._container = av.open(str(path), "w", options=dict(_FRAGMENTED_OPTIONS))
+        try:
+            rate = Fraction(fps).limit_denominator(1001)
+            self._stream = self._container.add_stream(
+                "libx264", rate=rate,
+                options={"preset": "ultrafast", "tune": "zerolatency", "g": str(max(1, round(fps))), "threads": "2"})
+            self._stream.width, self._stream.height = self.size
+            self._stream.pix_fmt = "yuv420p"
+        except Exception:
+            self._container.close()
+            raise
+        self._frame_type = av.VideoFrame
+        self._pts = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        w, h = self.size
+        video_frame = self._frame_type.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="bgr24")
+        video_frame.pts = self._pts
+        self._pts += 1
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+
+    def release(self) -> None:
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
 
 
 def plays_to_the_end(path: str | Path, frames: int) -> bool:

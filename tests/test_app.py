@@ -23,6 +23,7 @@ import app  # noqa: F401  (the OpenCV / Qt plugin-path fix, before pytest-qt cre
 from app import feed as feed_mod
 from app.qt_env import PLUGIN_VAR, check_pyside, fix_qt_env
 from app.worker import InferenceWorker, LatestFrameGrabber, RateMeter, WorkerSettings
+from fer_core.video_writer import crash_safe_suffix
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (640, 360)
@@ -302,7 +303,7 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     window.stop_recording()
     qtbot.waitUntil(lambda: not window.controls.record_button.isChecked(), timeout=5000)
     assert not window.readouts.rec.isVisible()
-    cap = cv2.VideoCapture(str(tmp_path / "rec.mkv"))  # the crash-safe container (app/recorder.py)
+    cap = cv2.VideoCapture(str(tmp_path / f"rec{crash_safe_suffix()}"))  # the crash-safe container (app/recorder.py)
     assert cap.isOpened() and cap.read()[0]
     cap.release()
     lines = (tmp_path / "rec.csv").read_text().splitlines()
