@@ -29,7 +29,9 @@ EPILOG = """examples:
 Each configuration is timed in --repeats repeats: frames/s (faces/s with --batch) is the median of the repeats,
 with their range in brackets. Latencies are per frame in ms (median / p90 / p99, over all repeats) for the stages
 detect, preprocess, inference and total. "found" is the mean number of faces found per frame; when it is below
-"faces", the status says so. A provider that is not available on this machine is listed as skipped with the reason.
+"faces", the status says so. "read" is how many of them were classified in their frame: fewer when --quality
+balanced or fastest reads the faces of a frame over its time budget in turn (the others show their last reading).
+A provider that is not available on this machine is listed as skipped with the reason.
 """
 
 
@@ -103,13 +105,13 @@ def format_table(rows: list[dict[str, Any]], batch: bool = False) -> str:
                  "/".join(_fmt(r.get(f"batch_{k}_ms"), 2) for k in ("median", "p90", "p99")),
                  r["status"] + (f": {r['reason']}" if r.get("reason") else "")] for r in rows]
     else:
-        header = ["model", "provider", "quality", "faces", "found", "frames/s (range)", "faces/s", "detect ms",
+        header = ["model", "provider", "quality", "faces", "found", "read", "frames/s (range)", "faces/s", "detect ms",
                   "preproc ms", "infer ms", "total ms (med/p90/p99)", "status"]
         body = []
         for r in rows:
             total = "/".join(_fmt(r.get(f"total_{k}_ms")) for k in ("median", "p90", "p99"))
             body.append([r["model"], r["provider"], str(r.get("quality", "")), str(r.get("faces", "")),
-                         _fmt(r.get("faces_found"), 2), rate_text(r), _fmt(r.get("faces_per_s")),
+                         _fmt(r.get("faces_found"), 2), _fmt(r.get("faces_read"), 2), rate_text(r), _fmt(r.get("faces_per_s")),
                          _fmt(r.get("detect_median_ms"), 2),
                          _fmt(r.get("preprocess_median_ms"), 2), _fmt(r.get("inference_median_ms"), 2), total,
                          r["status"] + (f": {r['reason']}" if r.get("reason") else "")])

@@ -258,7 +258,7 @@ def test_fer_bench_times_each_quality_in_its_own_row(tiny_onnx, face_model_path,
                            "--no-progress", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["results"]
     assert [(r["quality"], r["faces"]) for r in rows] == [("best", 1), ("best", 2), ("fastest", 1), ("fastest", 2)]
-    assert all(r["status"] == "ok" for r in rows)
+    assert all(r["status"] == "ok" for r in rows) and all(0 < r["faces_read"] <= r["faces_found"] for r in rows)
     table = capsys.readouterr().out
     assert "quality" in table.splitlines()[0] and table.count("fastest") == 2
     with pytest.raises(SystemExit):
