@@ -291,7 +291,8 @@ def run_benchmark(
         per timed frame), faces_read (of those, the mean read in their frame: below faces_found when the quality
         reads faces in turn; faces_per_s counts the faces read), detector, status (ok|skipped|error|cancelled),
         reason (also notes faces not found), repeats, frames, seconds, fps, fps_min, fps_max, faces_per_s,
-        faces_per_s_min, faces_per_s_max`` and ``<stage>_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` for every stage (over all repeats).
+        faces_per_s_min, faces_per_s_max`` and ``<stage>_median_ms / _p90_ms / _p95_ms / _p99_ms / _mean_ms`` for
+        every stage (over all repeats).
     """
     from fer_core.api import EmotionRecognizer
 

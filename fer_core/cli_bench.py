@@ -111,8 +111,8 @@ def format_table(rows: list[dict[str, Any]], batch: bool = False) -> str:
         for r in rows:
             total = "/".join(_fmt(r.get(f"total_{k}_ms")) for k in ("median", "p90", "p99"))
             body.append([r["model"], r["provider"], str(r.get("quality", "")), str(r.get("faces", "")),
-                         _fmt(r.get("faces_found"), 2), _fmt(r.get("faces_read"), 2), rate_text(r), _fmt(r.get("faces_per_s")),
-                         _fmt(r.get("detect_median_ms"), 2),
+                         _fmt(r.get("faces_found"), 2), _fmt(r.get("faces_read"), 2), rate_text(r),
+                         _fmt(r.get("faces_per_s")), _fmt(r.get("detect_median_ms"), 2),
                          _fmt(r.get("preprocess_median_ms"), 2), _fmt(r.get("inference_median_ms"), 2), total,
                          r["status"] + (f": {r['reason']}" if r.get("reason") else "")])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
