@@ -26,6 +26,7 @@ from fer_core.sources import ImageSource
 
 from app.feed import Feed, FeedError, Item, LatestFrameGrabber, RateMeter, describe_source, open_feed
 from app.frame_stats import STATES, FrameStats, selected_face
+from app.memory import release_freed_memory
 from app.session_log import SessionFiles
 from app.worker_settings import Inbox, WorkerSettings
 
@@ -33,6 +34,12 @@ __all__ = ["InferenceWorker", "WorkerSettings", "FrameStats", "STATES", "RateMet
            "describe_source", "to_qimage"]
 
 log = logging.getLogger(__name__)
+
+try:  # imported here, with no pipeline on the stack: MediaPipe keeps the error of an optional import (sounddevice),
+    # and that traceback's frames would hold the pipeline being built then, model and detector, for good
+    import mediapipe.tasks.python.vision  # noqa: F401
+except ImportError:  # no MediaPipe: the Haar fallback
+    pass
 
 
 def to_qimage(frame: np.ndarray) -> QImage:
@@ -206,6 +213,8 @@ class InferenceWorker(QObject):
             old.close()
             if list(old.labels) != list(pipeline.labels):  # the face tables start again
                 self.files.new_classes(pipeline.labels)
+            del old
+            release_freed_memory()  # the old session's memory goes back to the system, not to this thread's arena
         self.model_loaded.emit(str(pipeline.model_path))
         self.status.emit(f"Model {Path(str(pipeline.model_path)).name} on {pipeline.provider}, "
                          f"face detector: {pipeline.detector_backend}")

@@ -178,3 +178,29 @@ def test_screenshot_mode_paces_video_like_the_live_view(qapp, monkeypatch, tmp_p
             app_main.main(["--source", "clip.mp4", "--screenshot", str(tmp_path / "s.png"),
                            "--quit-after-frames", "5", *extra])
         assert built.value.args[0]["pace_video"] is paced
+
+
+# ----- memory (issue 23) ------------------------------------------------------------------------------------
+def test_a_replaced_pipeline_is_freed_and_its_memory_given_back(qtbot, settings, short_video, tmp_path, own_tmp,
+                                                                 monkeypatch):
+    """The old model's session must not outlive a switch (benchmarks/app_reopen.py measures the memory)."""
+    import gc
+    import shutil
+    import weakref
+    from dataclasses import replace
+
+    from app import worker as worker_mod
+
+    trims = []
+    monkeypatch.setattr(worker_mod, "release_freed_memory", lambda: trims.append(1) or True)
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(settings.model_path, copy)
+    run = Running(qtbot, InferenceWorker(str(short_video), replace(settings, paused=True)))
+    run.wait(lambda: run.worker.pipeline is not None)
+    first = weakref.ref(run.worker.pipeline)
+    run.worker.update_settings(model_path=str(copy))
+    run.wait(lambda: run.worker.pipeline is not None and run.worker.pipeline.model_path == copy)
+    gc.collect()
+    dead = first() is None
+    run.stop()
+    assert dead and trims
