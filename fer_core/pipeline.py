@@ -187,7 +187,7 @@ class Pipeline:
         if read and not still:
             self.scheduler.record(len(read), (t3 - t1) * 1000)
         result.faces = [make_face(track.track_id, d.box, track.probs, self.labels, d.eyes, s.uncertain_below,
-                                  age_ms=now_ms - track.read_ms)
+                                  age_ms=max(0.0, now_ms - track.read_ms))  # 0 also if time went back
                         for d, track in zip(detections, tracks)]
         t4 = time.perf_counter()
         result.timings.update(detect=(t1 - t0) * 1000, preprocess=(t2 - t1) * 1000,
