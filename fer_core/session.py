@@ -268,7 +268,7 @@ class EmotionClassifier:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=self._providers,
                                                 enable_fallback=0)
         except Exception as e:  # onnxruntime raises several pybind exception types
-            logger.info("%s: ONNX Runtime said: %s", self.model_path, str(e).strip())  # the details, for the log
+            logger.debug("%s: ONNX Runtime said: %s", self.model_path, str(e).strip())  # the details, for the log
             raise ModelLoadError(f"{self.model_path}: {ort_load_reason(e)}") from e
         self._mirror_session = self.session  # the file's own graph
         self._single_session: ort.InferenceSession | None = None  # built on first use (mirror = False)
@@ -337,7 +337,7 @@ class EmotionClassifier:
         try:
             n_out = self.predict_batch(dummy).shape[1]
         except Exception as e:
-            logger.info("%s: ONNX Runtime said: %s", self.model_path, str(e).strip())
+            logger.debug("%s: ONNX Runtime said: %s", self.model_path, str(e).strip())
             raise ModelLoadError(f"{self.model_path}: the model does not run on a blank face (its input or graph is "
                                  "not what fer_core expects; FER_DEBUG=1 shows ONNX Runtime's message)") from e
         if n_out != len(self.labels):
