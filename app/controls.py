@@ -16,9 +16,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 
 from fer_core.pipeline import QUALITY_PLANS
 from fer_core.settings import DEFAULTS, QUALITIES, PipelineSettings
+from fer_core.sources import IMAGE_EXTS
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
-IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
+IMAGE_FILTER = f"Images ({' '.join('*' + e for e in sorted(IMAGE_EXTS))});;All files (*)"  # what a folder source reads
 MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
 RECORD_TIP = "Record, or stop recording, the annotated video and every face's probabilities (CSV)"
 SMALL_FACES_TIP = ("Also search four overlapping tiles of the frame: finds faces down to about a tenth of the frame "

@@ -33,6 +33,7 @@ import onnxruntime as ort
 
 from fer_core.errors import FerError
 from fer_core.model_meta import ModelMeta
+from fer_core.probs import softmax
 from fer_core.preprocess import preprocess_face
 
 logger = logging.getLogger(__name__)
@@ -219,12 +220,6 @@ def single_view_model(model):
     return single
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class EmotionClassifier:
     """An exported emotion model in an ONNX Runtime session.
 
@@ -409,7 +404,7 @@ class EmotionClassifier:
                     chunk = np.concatenate([chunk, pad])
                 parts.append(self.session.run(None, {self.input_name: chunk})[0])
             logits = np.concatenate(parts)[:n]
-        return _softmax(np.asarray(logits, np.float32).reshape(n, -1))
+        return softmax(np.asarray(logits, np.float32).reshape(n, -1), axis=1)
 
     def predict(self, crops: list[np.ndarray], equalize: bool | None = None) -> np.ndarray:
         """Face crops -> probabilities (N, C); an empty list gives (0, C)."""
