@@ -7,19 +7,21 @@ its last seconds at once.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPainter, QPaintEvent
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from fer_core.labels import class_color
 
 WINDOW_S = 10.0
+DRAW_S = 0.125  # the timeline is redrawn at most 8 times a second (the bars follow every frame)
 GRID = QColor(220, 220, 226)
 TEXT = QColor(40, 40, 48)
 
@@ -41,6 +43,7 @@ class ProbabilityBars(QWidget):
         self.probs = np.zeros(0, np.float32)
         self.setMinimumHeight(self.ROW * 7 + 8)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setAutoFillBackground(True)  # opaque: a new frame's bars repaint only themselves, not the panel beneath
 
     def set_probs(self, labels: Sequence[str], probs: np.ndarray | None) -> None:
         """Show these probabilities (``None`` clears the bars)."""
@@ -85,6 +88,11 @@ class TimelineChart(QWidget):
         self.times = np.zeros(0)
         self.values = np.zeros((0, 0))
         self._curves: list[pg.PlotDataItem] = []
+        self._right = 0.0
+        self._drawn_at = -1e9
+        self._draw_timer = QTimer(self)
+        self._draw_timer.setSingleShot(True)
+        self._draw_timer.timeout.connect(self._draw)
         self.plot = pg.PlotWidget(background="w")
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
@@ -121,7 +129,18 @@ class TimelineChart(QWidget):
         self.times = np.asarray(times_s, np.float64)
         right = float(now) if now is not None else (float(self.times[-1]) if len(self.times) else 0.0)
         self.values = np.asarray(values, np.float32).reshape(len(self.times), len(self.labels))
-        x = self.times - right
+        self._right = right
+        # Redrawing the plot costs ~10 ms: at most every DRAW_S seconds (the rest a timer draws), not every frame.
+        wait = self._drawn_at + DRAW_S - time.monotonic()
+        if wait <= 0:
+            self._draw()
+        elif not self._draw_timer.isActive():
+            self._draw_timer.start(int(wait * 1000) + 1)
+
+    def _draw(self) -> None:
+        self._draw_timer.stop()
+        self._drawn_at = time.monotonic()
+        x = self.times - self._right
         dot = "o" if len(x) == 1 else None  # a photo has one point: a dot, where a line would not show
         for c, curve in enumerate(self._curves):
             curve.setData(x, np.clip(self.values[:, c], 0, 1), symbol=dot, symbolSize=7,

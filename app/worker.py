@@ -43,13 +43,16 @@ except ImportError:  # no MediaPipe: the Haar fallback
 
 
 def to_qimage(frame: np.ndarray) -> QImage:
-    """A ``QImage`` of a BGR, BGRA or grey uint8 frame that owns its pixels (one copy)."""
+    """A ``QImage`` (``Format_RGB32``, what Qt paints and scales without converting) of a BGR, BGRA or grey uint8
+    frame; it owns its pixels."""
+    h, w = frame.shape[:2]
     if frame.ndim == 3 and frame.shape[2] == 4:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    frame = np.ascontiguousarray(frame)
-    h, w = frame.shape[:2]
-    fmt = QImage.Format.Format_Grayscale8 if frame.ndim == 2 else QImage.Format.Format_BGR888
-    return QImage(frame.data, w, h, frame.strides[0], fmt).copy()
+    image = QImage(w, h, QImage.Format.Format_RGB32)  # B, G, R, 255 in memory: BGRA
+    pixels = np.frombuffer(image.bits(), np.uint8).reshape(h, image.bytesPerLine() // 4, 4)[:, :w]
+    code = cv2.COLOR_GRAY2BGRA if frame.ndim == 2 else cv2.COLOR_BGR2BGRA
+    cv2.cvtColor(np.ascontiguousarray(frame), code, dst=pixels)
+    return image
 
 
 class InferenceWorker(QObject):
