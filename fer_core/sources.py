@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from fer_core.errors import FerError, os_reason
+from fer_core.opencv_quiet import quiet_opencv
 
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet: read when OpenCV first loads it
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,6 @@ STALL_TIMEOUT_S = 5.0  # live sources: no frame for this long ends the stream
 
 class SourceError(FerError, RuntimeError):
     """A source that cannot be opened or read; the message names it and says why."""
-
-
-@contextlib.contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own warnings (e.g. while probing cameras); we report errors ourselves."""
-    old = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(old)
 
 
 def read_image(path: str | Path, unchanged: bool = False) -> np.ndarray | None:
@@ -313,7 +302,7 @@ def open_camera(index: int, max_failed_reads: int = MAX_FAILED_READS) -> Capture
     if _camera_missing(index):
         raise SourceError(f"{name} does not exist (no /dev/video{index}); available cameras: "
                           f"{list_cameras() or 'none'}")
-    with _quiet_opencv():
+    with quiet_opencv():
         cap = cv2.VideoCapture(index)
         if not cap.isOpened():
             cap.release()
@@ -326,7 +315,7 @@ def open_camera(index: int, max_failed_reads: int = MAX_FAILED_READS) -> Capture
 def open_stream(url: str) -> CaptureSource:
     """Open a network stream (RTSP, HTTP(S), ...) with connect and read timeouts."""
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
-    with _quiet_opencv():
+    with quiet_opencv():
         cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
@@ -338,7 +327,7 @@ def open_video(path: Path) -> CaptureSource:
     """Open a video file; :class:`SourceError` naming the file when it is missing or unreadable."""
     if not path.is_file():
         raise SourceError(f"video file not found: {path}")
-    with _quiet_opencv():
+    with quiet_opencv():
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             cap.release()
@@ -401,7 +390,7 @@ def list_cameras(max_index: int = 5) -> list[int]:
     for index in range(max_index):
         if _camera_missing(index):
             continue
-        with _quiet_opencv():
+        with quiet_opencv():
             cap = cv2.VideoCapture(index)
             try:
                 if cap.isOpened():

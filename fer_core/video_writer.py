@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from fer_core.errors import WriteError, os_reason
+from fer_core.opencv_quiet import quiet_opencv
 
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet (read when OpenCV first loads it)
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,11 @@ class VideoWriteError(WriteError, RuntimeError):
     """The video file cannot be written (no encoder for it, a folder that is not writable, a full disk)."""
 
 
-@contextlib.contextmanager
-def _quiet_opencv():
-    """OpenCV's own log lines off (a failed open logs errors; we report them ourselves)."""
-    old = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(old)
-
-
 @functools.cache
 def h264_available() -> bool:
     """Whether this OpenCV build can write H.264 (``avc1``) into an MP4: two tiny frames into a temporary file,
     once per process (about a millisecond where it cannot)."""
-    with tempfile.TemporaryDirectory() as tmp, _quiet_opencv():
+    with tempfile.TemporaryDirectory() as tmp, quiet_opencv():
         path = os.path.join(tmp, "probe.mp4")
         writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"avc1"), 10.0, (64, 64))
         ok = writer.isOpened()
@@ -144,7 +133,7 @@ class VideoWriter:
             except OSError as exc:
                 raise VideoWriteError(f"cannot write {self.path}: {os_reason(exc)}") from exc
         for codec in dict.fromkeys([self.codec, VIDEO_SUFFIXES.get(self.path.suffix.lower(), "mp4v")]):
-            with _quiet_opencv():
+            with quiet_opencv():
                 writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, (w, h))
             if writer.isOpened():
                 if codec != self.codec:
@@ -165,7 +154,7 @@ class VideoWriter:
         if (w, h) != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         try:
-            with _quiet_opencv():  # a failed OpenCV write only logs a warning per frame; close() checks the file
+            with quiet_opencv():  # a failed OpenCV write only logs a warning per frame; close() checks the file
                 self._writer.write(np.ascontiguousarray(frame[:, :, :3]))
         except OSError as exc:  # PyAV raises (a full disk, a size limit)
             self._abandon()
