@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 from fer_core.labels import class_color
 
 WINDOW_S = 10.0
-DRAW_S = 0.125  # the timeline is redrawn at most 8 times a second (the bars follow every frame)
+DRAW_S = 0.25  # the timeline is redrawn at most 4 times a second, like the readouts (the bars follow every frame)
 GRID = QColor(220, 220, 226)
 TEXT = QColor(40, 40, 48)
 

@@ -2,7 +2,8 @@
 
 Every source and every model switch builds a new ONNX Runtime session and MediaPipe detector in a new worker
 thread and frees the old ones. glibc keeps freed blocks in per-thread arenas, so without a trim the app's
-resident memory ratchets up with each reopen although nothing leaks (``benchmarks/app_soak.py``).
+resident memory ratchets up with each reopen although nothing leaks (``benchmarks/app_soak.py``,
+``benchmarks/app_reopen.py``). The worker trims after a model switch too, and MediaPipe is imported here (below).
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ import logging
 import sys
 
 log = logging.getLogger(__name__)
+
+try:  # imported with the app, when no pipeline is being built: MediaPipe keeps the error of an optional import
+    # (sounddevice) whose traceback's frames would otherwise hold the first pipeline, model and detector, for good
+    import mediapipe.tasks.python.vision  # noqa: F401
+except ImportError:  # no MediaPipe: the Haar fallback
+    pass
 
 
 def _libc():

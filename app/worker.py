@@ -24,22 +24,15 @@ from fer_core.draw import draw_results
 from fer_core.results import FrameResult
 from fer_core.sources import ImageSource
 
-from app.feed import Feed, FeedError, Item, LatestFrameGrabber, RateMeter, describe_source, open_feed
-from app.frame_stats import STATES, FrameStats, selected_face
+from app.feed import Feed, FeedError, Item, describe_source, open_feed
+from app.frame_stats import FrameStats, selected_face
 from app.memory import release_freed_memory
 from app.session_log import SessionFiles
 from app.worker_settings import Inbox, WorkerSettings
 
-__all__ = ["InferenceWorker", "WorkerSettings", "FrameStats", "STATES", "RateMeter", "LatestFrameGrabber",
-           "describe_source", "to_qimage"]
+__all__ = ["InferenceWorker", "WorkerSettings", "FrameStats", "describe_source", "to_qimage"]
 
 log = logging.getLogger(__name__)
-
-try:  # imported here, with no pipeline on the stack: MediaPipe keeps the error of an optional import (sounddevice),
-    # and that traceback's frames would hold the pipeline being built then, model and detector, for good
-    import mediapipe.tasks.python.vision  # noqa: F401
-except ImportError:  # no MediaPipe: the Haar fallback
-    pass
 
 
 def to_qimage(frame: np.ndarray) -> QImage:
@@ -109,11 +102,6 @@ class InferenceWorker(QObject):
         self._ui_dropped = 0
         self.released = False
 
-    @property
-    def source(self) -> Any:
-        """The opened source (``None`` before it opens and after the worker ended)."""
-        return self.feed.source if self.feed is not None else None
-
     # ----- thread-safe API for the UI thread -------------------------------------------------
     def settings(self) -> WorkerSettings:
         """A copy of the current settings."""
@@ -122,10 +110,6 @@ class InferenceWorker(QObject):
     def update_settings(self, **changes: Any) -> None:
         """Change settings (names of :class:`WorkerSettings` fields); applied at the next frame."""
         self._inbox.update(**changes)
-
-    def select_track(self, track_id: int | None) -> None:
-        """Show this face in the side panel (``None`` = the largest face)."""
-        self._inbox.update(selected_track=track_id)
 
     def start_recording(self, base_path: str | Path) -> None:
         """Record the annotated video to ``<base>.mp4`` and per-face rows to ``<base>.csv`` (refused, with a
@@ -144,8 +128,7 @@ class InferenceWorker(QObject):
         """Ask the loop to end; the worker then releases everything and emits ``finished``."""
         self._stop_event.set()
         self._inbox.wake.set()
-        feed = self.feed
-        if feed is not None:
+        if (feed := self.feed) is not None:
             feed.stop()
 
     # ----- the loop (worker thread) ------------------------------------------------------------
@@ -172,7 +155,7 @@ class InferenceWorker(QObject):
         settings, _ = self._inbox.snapshot()
         self._load_pipeline(settings)
         if not self.feed.is_live:
-            self.files.open_log(self.source, self.pipeline.labels if self.pipeline else None, photos=self._still)
+            self.files.open_log(self.feed.source, self.pipeline.labels if self.pipeline else None, photos=self._still)
         was_paused = settings.paused
         while not self._stop_event.is_set():
             self._inbox.wake.clear()
@@ -291,7 +274,7 @@ class InferenceWorker(QObject):
         request = self._inbox.take_request()
         if request is not None:
             labels = list(self.pipeline.labels) if self.pipeline is not None else []
-            self.files.recording.handle(request, self.source, self.feed.rates()[1], labels, self._can_record())
+            self.files.recording.handle(request, self.feed.source, self.feed.rates()[1], labels, self._can_record())
 
     # ----- shutdown ----------------------------------------------------------------------------
     def _release(self) -> None:
@@ -301,10 +284,7 @@ class InferenceWorker(QObject):
         if feed is not None:
             feed.close()
         if self.pipeline is not None:
-            try:
-                self.pipeline.close()
-            except Exception:
-                log.exception("closing the pipeline failed")
+            self.pipeline.close()  # never raises (the detector logs what fails)
         self.pipeline = None
         self._held = self._held_result = None
         self.released = True

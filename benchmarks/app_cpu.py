@@ -12,6 +12,13 @@ Writes a 640x360, 24 fps clip of one moving face (the bundled photos), then meas
     python benchmarks/app_cpu.py --clip my_clip.mp4 --seconds 60
 
 Prints one line per measurement and the ratio app / pipeline (100% of one core = 1.00 core).
+
+``--frames N`` measures the other way (issue 21): processor seconds (user + system, the whole process and its
+children) per frame of ``fer-app --screenshot s.png --quit-after-frames N`` (playing at the clip's rate, as the
+live view does) against ``fer-run --max-frames N``, in pairs run back to back (the machine may be shared), with
+the median ratio; no psutil needed::
+
+    python benchmarks/app_cpu.py --frames 400 --pairs 3
 """
 
 from __future__ import annotations
@@ -23,8 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,19 +48,48 @@ def write_clip(path: Path, seconds: float, fps: float, size: tuple[int, int] = (
     return n
 
 
-def cpu_seconds(proc: psutil.Process) -> float:
+def cpu_seconds(proc) -> float:
     """User + system processor time of a process and its children so far."""
     t = proc.cpu_times()
     return t.user + t.system + t.children_user + t.children_system
 
 
+def child_cpu(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """User + system seconds of one command run to its end (and of its children)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
 def run_pipeline(clip: Path, frames: int) -> float:
     """Processor seconds of ``fer-run`` on the first ``frames`` frames of ``clip`` (no outputs)."""
-    cmd = [sys.executable, "-m", "fer_core.cli_run", "--source", str(clip), "--max-frames", str(frames)]
-    start = psutil.Process().cpu_times()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = psutil.Process().cpu_times()
-    return (end.children_user + end.children_system) - (start.children_user + start.children_system)
+    return child_cpu([sys.executable, "-m", "fer_core.cli_run", "--source", str(clip), "--max-frames", str(frames)])
+
+
+def run_app_frames(clip: Path, frames: int, screenshot: Path) -> float:
+    """Processor seconds of ``fer-app --screenshot`` showing the first ``frames`` frames of ``clip`` (paced)."""
+    env = dict(os.environ)
+    if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        env["QT_QPA_PLATFORM"] = "offscreen"
+    return child_cpu([sys.executable, "-m", "app.main", "--source", str(clip), "--screenshot", str(screenshot),
+                      "--quit-after-frames", str(frames), "--size", "1360x860"], env)
+
+
+def per_frame_pairs(clip: Path, frames: int, pairs: int, tmp: Path) -> float:
+    """Print app / pipeline processor ms per frame for each back-to-back pair; returns the median ratio."""
+    ratios = []
+    for i in range(pairs):
+        app_s, run_s = run_app_frames(clip, frames, tmp / "shot.png"), run_pipeline(clip, frames)
+        ratios.append(app_s / run_s)
+        print(f"pair {i + 1}: fer-app {1000 * app_s / frames:.1f} ms/frame, fer-run {1000 * run_s / frames:.1f} "
+              f"ms/frame -> {ratios[-1]:.2f}x (load {os.getloadavg()[0]:.1f})", flush=True)
+    ratios.sort()
+    median = ratios[len(ratios) // 2]
+    print(f"median {median:.2f}x over {pairs} pair(s) of {frames} frames")
+    return median
 
 
 def run_app(clip: Path, settle_s: float, window_s: float) -> dict[str, float]:
@@ -65,6 +99,8 @@ def run_app(clip: Path, settle_s: float, window_s: float) -> dict[str, float]:
         env["QT_QPA_PLATFORM"] = "offscreen"
     cmd = [sys.executable, "-m", "app.main", "--source", str(clip), "--size", "1360x860"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import psutil
+
     ps = psutil.Process(proc.pid)
     try:
         time.sleep(settle_s)
@@ -91,8 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=6.0, help="seconds the app runs before measuring")
     p.add_argument("--fps", type=float, default=24.0, help="frame rate of the written clip")
     p.add_argument("--clip", help="measure on this video instead of writing one")
+    p.add_argument("--frames", type=int, help="measure processor time per frame over N frames instead (see above)")
+    p.add_argument("--pairs", type=int, default=3, help="with --frames: app / fer-run pairs to run")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
+        if args.frames:
+            clip = Path(args.clip) if args.clip else Path(tmp) / "clip.mp4"
+            if not args.clip:
+                write_clip(clip, args.frames / args.fps + 2, args.fps)
+            per_frame_pairs(clip, args.frames, args.pairs, Path(tmp))
+            return 0
         if args.clip:
             clip = Path(args.clip)
             import cv2

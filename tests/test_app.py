@@ -22,7 +22,8 @@ import pytest
 import app  # noqa: F401  (the OpenCV / Qt plugin-path fix, before pytest-qt creates the QApplication)
 from app import feed as feed_mod
 from app.qt_env import PLUGIN_VAR, check_pyside, fix_qt_env
-from app.worker import InferenceWorker, LatestFrameGrabber, RateMeter, WorkerSettings
+from app.feed import LatestFrameGrabber, RateMeter
+from app.worker import InferenceWorker, WorkerSettings
 from fer_core.video_writer import crash_safe_suffix
 
 REPO = Path(__file__).resolve().parents[1]
