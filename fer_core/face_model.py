@@ -17,12 +17,16 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import socket
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import platformdirs
 from tqdm import tqdm
+
+from fer_core.errors import os_reason
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ def download_face_model(dest: str | Path, url: str | None = None, progress: bool
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
-                      disable=not progress, leave=False) as bar:
+                      disable=None if progress else True, leave=False) as bar:  # None: a terminal only
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -118,6 +122,20 @@ def resolve_face_model(explicit: str | Path | None = None, download: bool = True
         _failed_downloads.add(url)
         logger.warning(
             "could not download the face-detector model from %s (%s). Put %s at %s or set %s to its path.",
-            url, e, FACE_MODEL_NAME, target, ENV_VAR,
+            url, download_reason(e), FACE_MODEL_NAME, target, ENV_VAR,
         )
         return None
+
+
+def download_reason(exc: BaseException) -> str:
+    """Why a download failed, in plain words (no ``<urlopen error [Errno -2] ...>``)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the server answered HTTP {exc.code} {exc.reason}".strip()
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, socket.gaierror):
+        return "no connection to the internet (the server's name could not be looked up)"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return "the connection timed out"
+    if isinstance(reason, ConnectionError):
+        return "the connection was refused or reset"
+    return os_reason(reason) if isinstance(reason, BaseException) else str(reason)

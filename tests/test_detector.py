@@ -208,3 +208,19 @@ def test_broken_model_file_falls_back_to_haar(tmp_path):
     bad.write_bytes(b"\x00" * 256)
     with FaceDetector(bad) as det:
         assert det.backend == "haar" and "does not load" in det.warning
+
+
+def test_download_failures_are_said_in_plain_words():
+    """No '<urlopen error [Errno -2] Name or service not known>' in the warning a user reads."""
+    import socket
+    import urllib.error
+
+    from fer_core.face_model import download_reason
+
+    offline = urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+    assert download_reason(offline) == "no connection to the internet (the server's name could not be looked up)"
+    assert download_reason(urllib.error.URLError(TimeoutError())) == "the connection timed out"
+    assert download_reason(urllib.error.HTTPError("u", 404, "Not Found", {}, None)) == \
+        "the server answered HTTP 404 Not Found"
+    missing = urllib.error.URLError(FileNotFoundError(2, "No such file or directory"))
+    assert "Errno" not in download_reason(missing) and "no such file" in download_reason(missing).lower()
