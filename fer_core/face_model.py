@@ -121,7 +121,7 @@ def resolve_face_model(explicit: str | Path | None = None, download: bool = True
     except (OSError, ValueError, http.client.HTTPException) as e:
         _failed_downloads.add(url)
         logger.warning(
-            "could not download the face-detector model from %s (%s). Put %s at %s or set %s to its path.",
+            "could not download the face-detector model from %s: %s. Put %s at %s or set %s to its path.",
             url, download_reason(e), FACE_MODEL_NAME, target, ENV_VAR,
         )
         return None
