@@ -199,7 +199,8 @@ def test_a_replaced_pipeline_is_freed_and_its_memory_given_back(qtbot, settings,
     run.wait(lambda: run.worker.pipeline is not None)
     first = weakref.ref(run.worker.pipeline)
     run.worker.update_settings(model_path=str(copy))
-    run.wait(lambda: run.worker.pipeline is not None and run.worker.pipeline.model_path == copy)
+    # the new pipeline is in place before the old one is closed and the memory trimmed: wait for the trim
+    run.wait(lambda: run.worker.pipeline is not None and run.worker.pipeline.model_path == copy and bool(trims))
     gc.collect()
     dead = first() is None
     run.stop()
