@@ -14,15 +14,18 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import app  # noqa: F401  (applies the OpenCV / Qt plugin-path fix before any QApplication exists)
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from fer_core.cli import PROVIDER_CHOICES, STOP_SIGNALS, provider_arg, signal_exit_status
-from app.main_window import MainWindow
 from app.qt_env import (XCB_LIBS, QtBindingError, check_pyside, has_display, missing_xcb_packages,
                         use_offscreen_if_headless)
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
 
 DEFAULT_SCREENSHOT_FRAMES = 30
 
@@ -135,31 +138,43 @@ def main(argv: list[str] | None = None) -> int:
               f"    sudo apt-get install {' '.join(missing)}\n(other distributions: the packages of "
               f"{', '.join(lib for lib, _ in XCB_LIBS)})", file=sys.stderr)
         return 2
-    qt_app = QApplication.instance() or QApplication(sys.argv[:1])
-    qt_app.setApplicationName("fer-app")
-    window = MainWindow(source=args.source, model=args.model, provider=args.provider, face_model=args.face_model,
-                        pace_video=not args.no_pace, scan_cameras=not auto_quit)
-    window.resize(*size)
-    window.show()
-    quitter = None
-    if auto_quit:
-        frames = args.quit_after_frames if args.quit_after_frames is not None else DEFAULT_SCREENSHOT_FRAMES
-        quitter = AutoQuit(qt_app, window, max(1, frames), args.screenshot, args.timeout)
     # Ctrl+C, SIGTERM and SIGHUP close the window like its close button: the worker stops and a recording is
-    # finished (a playable MP4, every CSV row). Python handles signals only when it gets to run: hence the tick.
+    # finished (a playable MP4, every CSV row). The handlers come before the window's imports and construction
+    # (seconds on a slow machine), so a signal then ends the start-up instead of killing it. Python handles signals
+    # only when it gets to run: hence the tick.
     stopped_by: list[int] = []
+    window = None
 
     def stop(signum: int, _frame) -> None:
         stopped_by.append(signum)
-        window.close()
+        if window is not None:
+            window.close()
 
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, stop)
-    tick = QTimer()
-    tick.start(250)
-    tick.timeout.connect(lambda: None)
-    rc = qt_app.exec()
-    del quitter
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        from app.main_window import MainWindow  # MediaPipe, ONNX Runtime, the widgets: the slow imports
+
+        qt_app = QApplication.instance() or QApplication(sys.argv[:1])
+        qt_app.setApplicationName("fer-app")
+        window = MainWindow(source=args.source, model=args.model, provider=args.provider,
+                            face_model=args.face_model, pace_video=not args.no_pace, scan_cameras=not auto_quit)
+        if stopped_by:  # stopped while starting
+            window.close()
+            return signal_exit_status(stopped_by[0])
+        window.resize(*size)
+        window.show()
+        quitter = None
+        if auto_quit:
+            frames = args.quit_after_frames if args.quit_after_frames is not None else DEFAULT_SCREENSHOT_FRAMES
+            quitter = AutoQuit(qt_app, window, max(1, frames), args.screenshot, args.timeout)
+        tick = QTimer()
+        tick.start(250)
+        tick.timeout.connect(lambda: None)
+        rc = qt_app.exec()
+        del quitter
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
     if stopped_by:
         return signal_exit_status(stopped_by[0])
     return int(rc)

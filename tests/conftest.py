@@ -87,3 +87,12 @@ def make_tiny_onnx(path: Path, labels: list[str] | None = None, size: int = 48, 
 def tiny_onnx(tmp_path_factory) -> Path:
     """Path to a tiny 7-class ONNX model with full metadata."""
     return make_tiny_onnx(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture
+def settings(tiny_onnx, face_model_path):
+    """The app worker's settings for tests: the tiny model on the CPU, the real detector, video unpaced."""
+    from app.worker import WorkerSettings
+
+    return WorkerSettings(model_path=str(tiny_onnx), provider="cpu", face_model=str(face_model_path),
+                          pace_video=False)

@@ -23,7 +23,7 @@ import app  # noqa: F401  (the OpenCV / Qt plugin-path fix, before pytest-qt cre
 from app import feed as feed_mod
 from app.qt_env import PLUGIN_VAR, check_pyside, fix_qt_env
 from app.feed import LatestFrameGrabber, RateMeter
-from app.worker import InferenceWorker, WorkerSettings
+from app.worker import InferenceWorker
 from fer_core.video_writer import crash_safe_suffix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,12 +57,6 @@ def write_two_face_video(path: Path, n_frames: int, fps: float = 25.0) -> Path:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     return write_two_face_video(tmp_path_factory.mktemp("video") / "two_faces.mp4", 100)
-
-
-@pytest.fixture
-def settings(tiny_onnx, face_model_path) -> WorkerSettings:
-    return WorkerSettings(model_path=str(tiny_onnx), provider="cpu", face_model=str(face_model_path),
-                          pace_video=False)
 
 
 def qimage_to_bgr(image) -> np.ndarray:

@@ -14,19 +14,13 @@ import app  # noqa: F401  (the OpenCV / Qt plugin-path fix, before pytest-qt cre
 from app import session_log
 from app.feed import RateMeter, frame_rates
 from app.frame_stats import FrameStats
-from app.worker import InferenceWorker, WorkerSettings
+from app.worker import InferenceWorker
 from test_app import write_two_face_video
 
 
 @pytest.fixture(scope="module")
 def short_video(tmp_path_factory) -> Path:
     return write_two_face_video(tmp_path_factory.mktemp("video") / "short.mp4", 12)
-
-
-@pytest.fixture
-def settings(tiny_onnx, face_model_path) -> WorkerSettings:
-    return WorkerSettings(model_path=str(tiny_onnx), provider="cpu", face_model=str(face_model_path),
-                          pace_video=False)
 
 
 @pytest.fixture
@@ -165,6 +159,7 @@ def test_a_recording_that_got_no_frame_is_deleted_not_claimed(qtbot, settings, s
 # ----- screenshot mode plays like the live view (issue 23) ---------------------------------------------------
 def test_screenshot_mode_paces_video_like_the_live_view(qapp, monkeypatch, tmp_path):
     from app import main as app_main
+    from app import main_window
 
     class Built(Exception):
         pass
@@ -172,7 +167,7 @@ def test_screenshot_mode_paces_video_like_the_live_view(qapp, monkeypatch, tmp_p
     def fake_window(**kwargs):
         raise Built(kwargs)
 
-    monkeypatch.setattr(app_main, "MainWindow", fake_window)
+    monkeypatch.setattr(main_window, "MainWindow", fake_window)
     for extra, paced in (([], True), (["--no-pace"], False)):
         with pytest.raises(Built) as built:
             app_main.main(["--source", "clip.mp4", "--screenshot", str(tmp_path / "s.png"),
