@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.errors import FerError
+from fer_core.pacing import Pacer
 from fer_core.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class Feed:
         self._captured = RateMeter()
         self._processed = RateMeter()
         self._taken_at = 0.0
-        self._pace_anchor: tuple[float, float] | None = None
+        self._pacer = Pacer(stop_event)
         self.ended = False
         self.error: Exception | None = None
         if source.is_live:
@@ -235,7 +236,7 @@ class Feed:
             self.ended, self.error = True, exc
             return None
         if pace:
-            self._pace(item[1])
+            self._pacer.wait(item[1])
         self._taken_at = time.perf_counter()
         self._captured.tick(self._taken_at)
         return item
@@ -256,20 +257,7 @@ class Feed:
 
     def hold(self) -> None:
         """Nothing is read for a while (paused): pacing starts again from the next frame."""
-        self._pace_anchor = None
-
-    def _pace(self, t_ms: float) -> None:
-        """Wait until a file frame's timestamp is due (never catching up in bursts)."""
-        now = time.perf_counter()
-        if self._pace_anchor is None:
-            self._pace_anchor = (now, t_ms)
-            return
-        due = self._pace_anchor[0] + (t_ms - self._pace_anchor[1]) / 1000.0
-        if due < now - 0.25:  # behind (slow processing): restart the clock here
-            self._pace_anchor = (now, t_ms)
-            return
-        while not self._stop_event.is_set() and (left := due - time.perf_counter()) > 0:
-            self._stop_event.wait(min(left, 0.05))
+        self._pacer.reset()
 
     def stop(self) -> None:
         """Ask a grabber thread to end (any thread)."""

@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--csv", help="write one row per face per frame to this CSV file")
     rec.add_argument("--jsonl", help="write one JSON object per face per frame to this file")
     p.add_argument("--show", action="store_true",
-                   help="show the annotated frames, with FPS and latency, in a window (q or Esc quits)")
+                   help="show the annotated frames, with FPS and latency, in a window (q or Esc quits); a video "
+                        "file plays at its own speed")
+    p.add_argument("--no-pace", action="store_true",
+                   help="with --show: process a video file as fast as possible instead of at its frame rate")
     p.add_argument("--burn-fps", action="store_true",
                    help="also draw the FPS and latency into the --out video or images (off by default: the "
                         "files show only the faces)")
@@ -256,8 +259,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOutput, records: Any,
           window: Window, tqdm: Any, draw_results: Any, stops: list[int] | None = None) -> int:
+    from fer_core.pacing import Pacer
     from fer_core.pipeline import STAGES
+    from fer_core.sources import ImageSource
 
+    # a window plays a file as a player would; files and records alone are written as fast as they can be
+    pacer = Pacer() if (window.enabled and not args.no_pace and not source.is_live
+                        and not isinstance(source, ImageSource)) else None
     total = source.frame_count
     if total is not None and args.max_frames is not None:
         total = min(total, args.max_frames)
@@ -288,6 +296,8 @@ def _loop(args: argparse.Namespace, source: Any, pipe: Any, output: AnnotatedOut
             if output.target is not None:
                 output.write(with_hud if args.burn_fps else draw_results(frame, result, pipe.labels), source)
             if window.enabled:
+                if pacer is not None:
+                    pacer.wait(t_ms)
                 window.show(with_hud)
             bar.update(1)
             if stops:
