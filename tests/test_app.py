@@ -318,7 +318,10 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     qtbot.waitUntil(lambda: rd.text("processed_fps") == "paused", timeout=5000)
     assert rd.text("capture_fps") == "paused" and float(rd.text("total_ms").split()[0]) > 0
     held = window.last_stats.frames_processed
-    qtbot.wait(150)  # the paused frame itself is new data: let its repaint happen
+    from app.face_panel import DRAW_S
+
+    # the paused frame itself is new data: let its repaint happen (the timeline draws it up to DRAW_S later)
+    qtbot.wait(int(1000 * DRAW_S) + 250)
     with count_paints(window.view, window.face_panel.chart) as paints:
         qtbot.wait(400)
     assert window.last_stats.frames_processed == held and paints == {}
