@@ -281,13 +281,15 @@ class FaceDetector:
             tiles.close()
 
     # ------------------------------------------------------------------ detection
-    def detect(self, frame: np.ndarray, timestamp_ms: int | None = None) -> list[Detection]:
+    def detect(self, frame: np.ndarray, timestamp_ms: int | None = None,
+               small_faces: bool | None = None) -> list[Detection]:
         """Detect faces, best score first.
 
         Args:
             frame: uint8 image (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, any size.
             timestamp_ms: frame time for ``"video"`` mode; ``None`` uses a monotonic clock. Timestamps
                 that do not increase (a looping video, a repeated frame) are moved just past the last one.
+            small_faces: search the tiles too for this frame; ``None`` = the detector's :attr:`small_faces`.
 
         Returns:
             Boxes clipped to the frame; ``[]`` for empty or tiny frames.
@@ -304,10 +306,11 @@ class FaceDetector:
         if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
             return []
         height, width = frame.shape[:2]
+        tiles = self.small_faces if small_faces is None else bool(small_faces)
         if self._mp_detector is not None:
             small, scale = downscale(frame, self.max_side)
             raw = self._detect_mediapipe(small, timestamp_ms)
-            if self.small_faces:
+            if tiles:
                 raw = merge_same_faces(raw + self._detect_tiles(small))
         else:
             small, scale = downscale(frame, min(self.max_side, HAAR_MAX_SIDE))

@@ -88,8 +88,7 @@ class Pipeline:
         self.model_path = Path(model) if model is not None else default_model_path()
         self.classifier = EmotionClassifier(self.model_path, provider)
         self.tracker = Tracker(smoothing=s.smoothing)
-        self.detector = FaceDetector(face_model, min_confidence=s.min_confidence, running_mode=running_mode,
-                                     small_faces=s.small_faces)
+        self.detector = FaceDetector(face_model, min_confidence=s.min_confidence, running_mode=running_mode)
         self.scheduler = ReadScheduler()
         self._settings = s
         self._apply_quality(s.quality)
@@ -107,7 +106,6 @@ class Pipeline:
         self._settings = value
         self.tracker.smoothing = value.smoothing
         self.detector.min_confidence = value.min_confidence
-        self.detector.small_faces = value.small_faces
         self._apply_quality(value.quality)
 
     def _apply_quality(self, quality: str) -> None:
@@ -161,8 +159,7 @@ class Pipeline:
             return result
         tracker = Tracker(smoothing=0.0) if still else self.tracker
         try:
-            self.detector.small_faces = s.small_faces or still
-            detections = self.detector.detect(frame, timestamp_ms)
+            detections = self.detector.detect(frame, timestamp_ms, small_faces=s.small_faces or still)
             detections.sort(key=lambda d: -(d.box[2] * d.box[3]))
             detections = detections[: s.max_faces]
             t1 = time.perf_counter()
@@ -180,8 +177,6 @@ class Pipeline:
             logger.warning("frame %s skipped: %s", result.frame_shape, e)
             result.timings["total"] = (time.perf_counter() - t0) * 1000
             return result
-        finally:
-            self.detector.small_faces = s.small_faces
         for i, p in zip(read, probs):
             tracker.observe(tracks[i], p, now_ms)
         if read and not still:

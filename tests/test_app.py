@@ -343,8 +343,12 @@ def test_small_faces_checkbox_reaches_the_detector(qtbot, video, tiny_onnx, face
     window.controls.small_faces_check.setChecked(True)
     assert window.settings.pipeline.small_faces
     qtbot.waitUntil(lambda: window.worker.pipeline.settings.small_faces, timeout=10000)
+    detector = window.worker.pipeline.detector
+    asked, detect = [], detector.detect
+    detector.detect = lambda *a, **kw: asked.append(kw.get("small_faces")) or detect(*a, **kw)
     shown = window.frames_shown
     qtbot.waitUntil(lambda: window.frames_shown >= shown + 3, timeout=10000)  # still processing, tiles and all
+    assert asked and all(asked)  # each frame's detection searched the tiles
     window.close()
 
 

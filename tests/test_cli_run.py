@@ -10,20 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import count_frames, write_video
 from fer_core.synthetic import face_photos, paste, synthetic_clip
 from fer_core.cli_run import main as run_main
 from fer_core.labels import FER2013_CLASSES
 
 N_FRAMES = 20
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: float = 20.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def astronaut_frames(n: int = N_FRAMES) -> list[np.ndarray]:
@@ -37,15 +29,6 @@ def astronaut_frames(n: int = N_FRAMES) -> list[np.ndarray]:
         paste(frame, photo, 40 + 8 * i, 40 + 3 * i)
         frames.append(frame)
     return frames
-
-
-def count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -145,11 +128,7 @@ def test_small_faces_option_finds_far_faces(tiny_onnx, face_model_path, tmp_path
     paste(frame, photo, 540, 98)
     image = tmp_path / "far.png"
     cv2.imwrite(str(image), frame)
-    video = tmp_path / "far.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1100, 618))
-    for _ in range(2):
-        writer.write(frame)
-    writer.release()
+    video = write_video(tmp_path / "far.avi", [frame, frame], fps=10)
     counts = {}
     for source in (image, video):
         for extra in ([], ["--small-faces"]):
@@ -176,7 +155,7 @@ def test_pipeline_on_odd_frames(tiny_onnx, face_model_path):
         from fer_core.detector import Detection
 
         boxes = [(c * 106 + 20, r * 96 + 18, 60, 60) for r in range(5) for c in range(6)]
-        pipe.detector.detect = lambda frame, ts=None: [Detection(b, 0.9) for b in boxes]
+        pipe.detector.detect = lambda frame, ts=None, small_faces=None: [Detection(b, 0.9) for b in boxes]
         result = pipe.process(tiled)
         assert len(result.faces) == 30 and len({f.track_id for f in result.faces}) == 30
         assert all(len(f.probs) == 7 and f.label in FER2013_CLASSES for f in result.faces)
