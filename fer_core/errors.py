@@ -42,6 +42,7 @@ def os_reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
-def write_error(path: str | Path, exc: BaseException) -> WriteError:
-    """The :class:`WriteError` for ``path`` failing with ``exc`` (keep ``exc`` as its cause: ``raise ... from exc``)."""
-    return WriteError(f"cannot write {path}: {os_reason(exc)}")
+def write_error(path: str | Path, exc: BaseException, cls: type[FerError] = WriteError) -> FerError:
+    """The error (a :class:`WriteError` unless ``cls`` names another) for ``path`` failing with ``exc``; keep ``exc``
+    as its cause: ``raise write_error(...) from exc``."""
+    return cls(f"cannot write {path}: {os_reason(exc)}")

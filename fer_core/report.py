@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.labels import class_color
-from fer_core.errors import FerError, os_reason
+from fer_core.errors import FerError, os_reason, write_error
 
 PROG = "fer-report"
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def write_report(records: str | Path, out: str | Path | None = None,
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         except OSError as err:
-            raise ReportError(f"cannot write {path}: {os_reason(err)}") from None
+            raise write_error(path, err, ReportError) from None
     return out
 
 

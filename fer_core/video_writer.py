@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_core.errors import WriteError, os_reason
+from fer_core.errors import WriteError, os_reason, write_error
 from fer_core.opencv_quiet import quiet_opencv
 
 
@@ -131,7 +131,7 @@ class VideoWriter:
             try:
                 return _FragmentedMp4(self.path, self.fps, w, h)
             except OSError as exc:
-                raise VideoWriteError(f"cannot write {self.path}: {os_reason(exc)}") from exc
+                raise write_error(self.path, exc, VideoWriteError) from exc
         for codec in dict.fromkeys([self.codec, VIDEO_SUFFIXES.get(self.path.suffix.lower(), "mp4v")]):
             with quiet_opencv():
                 writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, (w, h))
@@ -158,7 +158,7 @@ class VideoWriter:
                 self._writer.write(np.ascontiguousarray(frame[:, :, :3]))
         except OSError as exc:  # PyAV raises (a full disk, a size limit)
             self._abandon()
-            raise VideoWriteError(f"cannot write {self.path}: {os_reason(exc)}") from exc
+            raise write_error(self.path, exc, VideoWriteError) from exc
         self.frames += 1
 
     def _abandon(self) -> None:
@@ -178,7 +178,7 @@ class VideoWriter:
         try:
             writer.release()
         except OSError as exc:
-            raise VideoWriteError(f"cannot write {self.path}: {os_reason(exc)}") from exc
+            raise write_error(self.path, exc, VideoWriteError) from exc
         if not plays_to_the_end(self.path, self.frames):
             raise VideoWriteError(f"cannot write {self.path}: {self._why_incomplete()}")
 
