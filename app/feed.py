@@ -119,7 +119,6 @@ class LatestFrameGrabber(threading.Thread):
         self._fresh = False
         self._stop_event = threading.Event()
         self.meter = RateMeter()
-        self.captured = 0
         self.dropped = 0
         self.ended = False
         self.error: Exception | None = None
@@ -135,7 +134,6 @@ class LatestFrameGrabber(threading.Thread):
                     if self._fresh:
                         self.dropped += 1
                     self._latest, self._latest_at, self._fresh = item, now, True
-                    self.captured += 1
                     self.meter.tick(now)
                     self._cond.notify_all()
         except Exception as exc:  # reported by the worker as a message

@@ -63,8 +63,7 @@ class Inbox:
 
     def settings(self) -> WorkerSettings:
         """A copy of the current settings."""
-        with self._lock:
-            return dataclasses.replace(self._settings)
+        return self.snapshot()[0]
 
     def snapshot(self) -> tuple[WorkerSettings, int]:
         """(a copy of the settings, their version)."""

@@ -31,7 +31,7 @@ VIEW_OPS = {
 }
 ALLOC_OPS = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::resize_", "aten::set_",
              "aten::zeros_like", "aten::new_empty", "aten::new_empty_strided"}
-NOOP_OPS = {"aten::to", "aten::resolve_conj", "aten::resolve_neg", "aten::dropout", "aten::lift_fresh",
+NOOP_OPS = {"aten::to", "aten::resolve_conj", "aten::resolve_neg", "aten::dropout",
             "aten::_has_compatible_shallow_copy_type"}  # without children: they returned their input
 SYNC_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select"}
 CAST_OPS = {"aten::_autocast_to_reduced_precision", "aten::_autocast_to_full_precision"}

@@ -17,7 +17,7 @@ from typing import Any
 from fer_core.cli import PROVIDER_CHOICES, provider_arg
 from fer_core.suggest import did_you_mean
 from training.checkpoint import WEIGHT_CHOICES, CheckpointError, load_checkpoint
-from training.config import ConfigError, build_config, load_yaml
+from training.config import CHOICES, ConfigError, build_config, load_yaml
 from training.weights import FINETUNE_DEFAULTS, shipped_weights
 
 TRAIN_EXAMPLES = """\
@@ -123,7 +123,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help="peak learning rate; default 1e-3")
     g.add_argument("--min-lr", type=float, help="cosine floor; default 1e-6")
     g.add_argument("--warmup-epochs", type=float, help="linear warmup (at most half the run); default 2")
-    g.add_argument("--lr-scale", choices=("none", "sqrt", "linear"),
+    g.add_argument("--lr-scale", choices=CHOICES["lr_scale"],
                    help="scale --lr by sqrt(global batch / 256) or by (global batch / 256); default none")
     g.add_argument("--weight-decay", type=float, help="default 0.05")
     g.add_argument("--clip-grad", type=float, help="max gradient norm, 0 = off; default 1.0")

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.model_meta import ModelMeta
-from training.onnx_graph import set_metadata, store_fp16, to_fp16, to_int8, torch_export
+from training.onnx_graph import set_metadata, store_fp16_file, to_fp16, to_int8, torch_export
 
 logger = logging.getLogger(__name__)
 
@@ -414,10 +414,7 @@ def export_onnx(
             checks[precision] = verify_onnx(final, reference, faces, precision, progress)
         elif fp16_storage:
             final = work_dir / "model_fp16_storage.onnx"
-            stored = onnx.load(str(fp32_path))
-            store_fp16(stored)
-            set_metadata(stored, {p.key: p.value for p in stored.metadata_props} | {"weights_storage": "fp16"})
-            onnx.save(stored, str(final))
+            store_fp16_file(fp32_path, final)
             checks["fp16_storage"] = verify_onnx(final, reference, faces, "fp16_storage", progress)
         result = {
             "out": str(out_path), "checkpoint": str(ckpt_path), "model": meta.model, "weights": weights,

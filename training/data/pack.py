@@ -42,7 +42,7 @@ from .splits import complete_splits, subset_indices
 
 log = logging.getLogger(__name__)
 
-MOSAIC, INDEX = "faces.jpg", "index.npz"  # MOSAIC: the JPEG name; see mosaic_path
+MOSAIC_STEM, INDEX = "faces", "index.npz"  # the mosaic is MOSAIC_STEM + its codec's suffix (CODECS)
 COLUMNS = 64
 MAX_SIDE = 16383  # WebP's largest image side: a big pack gets more columns so its mosaic stays within it
 CODECS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}
@@ -55,7 +55,7 @@ JPEG q85 24.4 / 2.90, q90 31.0 / 2.50, q93 35.2 / 1.30; WebP q85 23.7 / 2.11, q9
 
 def mosaic_path(path: Path) -> Path | None:
     """The mosaic file of a pack folder (``faces.jpg``, ``faces.webp`` or ``faces.avif``), or None."""
-    found = [path / f"faces{ext}" for ext in CODECS.values() if (path / f"faces{ext}").is_file()]
+    found = [path / f"{MOSAIC_STEM}{ext}" for ext in CODECS.values() if (path / f"{MOSAIC_STEM}{ext}").is_file()]
     return found[0] if found else None
 
 
@@ -134,8 +134,8 @@ def pack_dataset(spec: str, out: str | Path, size: int = 48, quality: int = 93, 
     if not good:
         raise DataError(f"could not encode the mosaic of {len(images)} faces")
     for ext in CODECS.values():
-        (out / f"faces{ext}").unlink(missing_ok=True)  # one mosaic per pack
-    buf.tofile(out / f"faces{CODECS[codec]}")
+        (out / f"{MOSAIC_STEM}{ext}").unlink(missing_ok=True)  # one mosaic per pack
+    buf.tofile(out / f"{MOSAIC_STEM}{CODECS[codec]}")
     root = path.resolve()
     files = [str(Path(listing.files[i]).resolve().relative_to(root)) if Path(listing.files[i]).is_absolute()
              else listing.files[i] for i in keep]
