@@ -96,3 +96,28 @@ def settings(tiny_onnx, face_model_path):
 
     return WorkerSettings(model_path=str(tiny_onnx), provider="cpu", face_model=str(face_model_path),
                           pace_video=False)
+
+
+def count_frames(path: Path) -> int:
+    """How many frames of the video at ``path`` decode, from the start until the first that does not."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 20.0) -> Path:
+    """Write ``frames`` (BGR, all one size) to ``path``: Motion JPEG for ``.avi``, MPEG-4 Part 2 otherwise."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path

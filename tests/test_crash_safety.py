@@ -12,24 +12,15 @@ import textwrap
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
+from conftest import count_frames, write_video
 from fer_core.report import read_records
 from fer_core.synthetic import synthetic_clip
 from fer_core.video_writer import crash_safe_suffix, fragmented_mp4_available
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-
-
-def count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.grab():
-        n += 1
-    cap.release()
-    return n
 
 
 def kill_after(code: str, marker: str, timeout: float = 60.0) -> list[str]:
@@ -96,12 +87,7 @@ import time; time.sleep(60)
 
 
 def test_fer_run_killed_leaves_a_playable_video_and_whole_rows(tiny_onnx, face_model_path, tmp_path):
-    src = tmp_path / "long.avi"
-    frames = synthetic_clip(1, n_frames=60)
-    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, frames[0].shape[1::-1])
-    for frame in frames * 30:
-        writer.write(frame)
-    writer.release()
+    src = write_video(tmp_path / "long.avi", synthetic_clip(1, n_frames=60) * 30)
     out, rows_csv = tmp_path / "out", tmp_path / "faces.csv"
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from fer_core.cli_run import main; main(sys.argv[1:])",
                              "--source", str(src), "--model", str(tiny_onnx), "--face-model", str(face_model_path),

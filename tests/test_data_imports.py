@@ -4,6 +4,7 @@ interpreter, and the graph of their imports (module level and inside functions) 
 from __future__ import annotations
 
 import ast
+import graphlib
 import subprocess
 import sys
 from pathlib import Path
@@ -35,22 +36,13 @@ def import_graph(folder: Path) -> dict[str, set[str]]:
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle of ``graph`` as a list of modules (first == last), or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-
-    def visit(node: str, path: list[str]) -> list[str] | None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state and (cycle := visit(nxt, path + [nxt])):
-                return cycle
-        state[node] = 2
-        return None
-
-    for start in sorted(graph):
-        if start not in state and (cycle := visit(start, [start])):
-            return cycle
+    """One import cycle of ``graph`` as a list of modules (first == last), or None (``graphlib`` finds it)."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as err:
+        cycle = list(err.args[1])
+        start = cycle.index(min(cycle[:-1]))  # the same cycle whichever module graphlib met first
+        return cycle[start:-1] + cycle[:start + 1]
     return None
 
 

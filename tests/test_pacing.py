@@ -8,6 +8,7 @@ import time
 import cv2
 import pytest
 
+from conftest import write_video
 from fer_core.pacing import Pacer
 from fer_core.synthetic import synthetic_clip
 
@@ -40,12 +41,7 @@ def test_fer_run_show_plays_a_file_at_its_frame_rate(tiny_onnx, face_model_path,
                                                     extra, paced):
     from fer_core.cli_run import main
 
-    video = tmp_path / "clip.avi"
-    frames = synthetic_clip(1, n_frames=12)
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, frames[0].shape[1::-1])
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
+    video = write_video(tmp_path / "clip.avi", synthetic_clip(1, n_frames=12), fps=10.0)
     shown = []
     monkeypatch.setenv("DISPLAY", ":0")  # a window that records when each frame is shown
     monkeypatch.setattr(cv2, "imshow", lambda _name, _frame: shown.append(time.perf_counter()))

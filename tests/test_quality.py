@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from conftest import REPO, make_tiny_onnx
+from conftest import REPO, make_tiny_onnx, write_video
 from fer_core.pipeline import QUALITY_PLANS, Pipeline
 from fer_core.session import EmotionClassifier, single_view_model
 from fer_core.settings import QUALITIES, PipelineSettings
@@ -235,12 +235,7 @@ def test_no_progress_flood_when_stderr_is_not_a_terminal(command, tmp_path, face
         args = ["fer_core.cli_bench", "--model", str(tiny_onnx), "--faces", "1", "--warmup", "2",
                 "--iterations", "40", "--repeats", "1"]
     else:
-        video = tmp_path / "clip.mp4"
-        frames = synthetic_clip(1, size=(320, 240), n_frames=40)
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (320, 240))
-        for frame in frames:
-            writer.write(frame)
-        writer.release()
+        video = write_video(tmp_path / "clip.mp4", synthetic_clip(1, size=(320, 240), n_frames=40))
         args = ["fer_core.cli_run", "--source", str(video), "--model", str(tiny_onnx)]
     done = subprocess.run([sys.executable, "-m", *args, "--face-model", str(face_model_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import count_frames, write_video
 from fer_core.errors import WriteError
 from fer_core.records import FaceRecordWriter
 from fer_core.results import make_face
@@ -34,13 +35,7 @@ def full_disk_file(path: Path) -> Path:
 
 
 def clip(tmp_path: Path, n: int = 30) -> Path:
-    path = tmp_path / "clip.avi"
-    frames = synthetic_clip(1, n_frames=n)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, frames[0].shape[1::-1])
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
+    return write_video(tmp_path / "clip.avi", synthetic_clip(1, n_frames=n))
 
 
 def fer_run(args: list[str], face_model_path: Path, limit: int | None = None) -> subprocess.CompletedProcess:
@@ -152,8 +147,4 @@ def test_the_app_recorder_on_a_full_disk_keeps_the_video(tmp_path):
         for i in range(3000):
             rec.write(frames[i % 10], FrameResult(faces=[face] * 5), i, i * 100.0)
     rec.close()
-    cap = cv2.VideoCapture(str(rec.video_path))
-    n = 0
-    while cap.grab():
-        n += 1
-    assert n == rec.frames > 0
+    assert count_frames(rec.video_path) == rec.frames > 0
