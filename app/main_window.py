@@ -143,7 +143,6 @@ class MainWindow(QMainWindow):
         # What the error banner on show is about: "model" (cleared when a model loads), "frame" (cleared by the
         # next frame processed well), anything else or None (cleared by the next source).
         self._banner_kind: str | None = None
-        self._recorder: Any = None  # the worker's recorder while it records (its paths and codec)
         self._save_dirs: dict[str, Path] = {}  # the folders last chosen for "pictures" and "videos"
 
         models = _shipped_models()
@@ -477,12 +476,11 @@ class MainWindow(QMainWindow):
             self.controls.set_record_text("")
             return
         self._clear_banner("recording")
-        self._recorder = recorder = self.worker.files.recording.recorder  # None if it has stopped already
+        recorder = self.worker.files.recording.recorder  # None if it has stopped already
         if recorder is None:
-            return
-        text = f"Recording to {recorder.video_path.name} ({recorder.codec}) and {recorder.csv_path.name}"
-        self.controls.set_record_text(f"{text} in {recorder.video_path.parent}")
-        self.statusBar().showMessage(text, 15000)
+            return  # (the worker's status line says what it records to)
+        self.controls.set_record_text(f"Recording to {recorder.video_path.name} ({recorder.codec}) and "
+                                      f"{recorder.csv_path.name} in {recorder.video_path.parent}")
 
     @Slot()
     def _on_worker_finished(self) -> None:
@@ -539,12 +537,6 @@ class MainWindow(QMainWindow):
     def _on_recording_saved(self, csv_path: str) -> None:
         self.last_recording = csv_path
         self.controls.report_button.setEnabled(True)
-        recorder, self._recorder = self._recorder, None
-        if recorder is None or str(recorder.csv_path) != csv_path:
-            return  # the session log of a video that ended, not a recording
-        video, csv = recorder.video_path, recorder.csv_path
-        saved = f"{video.name} ({recorder.codec}) and {csv.name}" if video.is_file() else csv.name
-        self.statusBar().showMessage(f"Saved {saved} in {csv.parent}", 15000)
 
     def make_report(self) -> None:
         """Write the session report of the last recording in the background, then open it."""

@@ -231,8 +231,9 @@ class Recording:
             w.error.emit(f"Cannot start recording: {exc}")
             w.recording_changed.emit(False)
             return
+        r = self.recorder
         w.recording_changed.emit(True)
-        w.status.emit(f"Recording to {self.recorder.video_path.name} and {self.recorder.csv_path.name}")
+        w.status.emit(f"Recording to {r.video_path.name} ({r.codec}) and {r.csv_path.name}")
 
     def write(self, annotated: np.ndarray, result: FrameResult, index: int, time_ms: float) -> None:
         """Add one frame (a write error stops the recording, with a message)."""
@@ -265,5 +266,7 @@ class Recording:
                 path.unlink(missing_ok=True)
             w.status.emit("Nothing recorded: no frame came while recording")
             return
-        w.status.emit(f"Saved {recorder.frames} frames to {recorder.video_path} and {recorder.csv_path}")
-        w.recording_saved.emit(str(recorder.csv_path))
+        video, csv = recorder.video_path, recorder.csv_path
+        saved = f"{video.name} ({recorder.codec}) and {csv.name}" if video.is_file() else csv.name
+        w.status.emit(f"Saved {recorder.frames} frames: {saved} in {csv.parent}")
+        w.recording_saved.emit(str(csv))

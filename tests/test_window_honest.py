@@ -144,7 +144,8 @@ def test_recording_says_its_codec_and_claims_only_files_that_exist(qtbot, video,
     qtbot.waitUntil(record.isChecked, timeout=5000)
     codec_words = ("H.264", "MPEG-4", "Motion JPEG")
     assert any(c in record.toolTip() for c in codec_words) and str(tmp_path) in record.toolTip()
-    assert any(c in m for m in messages for c in codec_words)
+    qtbot.waitUntil(lambda: bool(messages) and messages[-1].startswith("Recording to"), timeout=5000)
+    assert any(c in messages[-1] for c in codec_words)  # the line that stays names the codec
     window.stop_recording()
     qtbot.waitUntil(lambda: not record.isChecked(), timeout=5000)
     qtbot.wait(200)
