@@ -476,7 +476,7 @@ def test_corrupt_model_gives_message_and_keeps_working(qtbot, video, tiny_onnx, 
     window.set_model(str(tiny_onnx))
     qtbot.waitUntil(lambda: window.readouts.text("model") == tiny_onnx.name, timeout=20000)
     assert window.bench.selected_models() == [str(tiny_onnx)]  # the benchmark tab offers the live model
-    window.banner.hide()
+    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=5000)  # it went once a model loaded
     window.set_model(str(corrupt))
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
     assert "corrupt.onnx" in window.banner.text and "still using" in window.banner.text.lower()

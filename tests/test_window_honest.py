@@ -40,18 +40,6 @@ def test_small_faces_shows_checked_for_a_photo_and_the_choice_again_for_a_video(
     window.close()
 
 
-def test_a_model_error_banner_goes_when_a_model_loads(qtbot, video, tiny_onnx, tmp_path):
-    corrupt = tmp_path / "corrupt.onnx"
-    corrupt.write_bytes(b"\x00garbage" * 64)
-    window = make_window(qtbot, source=str(video), model=str(corrupt))
-    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=20000)
-    assert "corrupt.onnx" in window.banner.text
-    window.set_model(str(tiny_onnx))
-    qtbot.waitUntil(lambda: window.model_in_use == str(tiny_onnx), timeout=20000)
-    assert not window.banner.isVisible()
-    window.close()
-
-
 def test_a_frame_error_banner_goes_with_the_next_good_frame(qtbot, video, tiny_onnx, face_model_path, monkeypatch):
     from fer_core.pipeline import Pipeline
 
