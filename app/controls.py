@@ -35,7 +35,10 @@ def quality_tip(name: str) -> str:
     turns = ("every face in every frame" if plan.budget_ms is None else
              f"when a frame would take longer than 1/{1000 / plan.budget_ms:.0f} s, its faces are read in turn "
              "(the others keep their last reading)")
-    return f"{name}: {read}; {turns}."
+    search = ("" if plan.detect_every == 1 else
+              f"; faces are searched for every {plan.detect_every} frames and the frames between reuse their boxes "
+              "(a fast-moving face is read a little off-centre)")
+    return f"{name}: {read}; {turns}{search}."
 
 
 def _slider(lo: int, hi: int, value: int) -> QSlider:

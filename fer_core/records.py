@@ -1,7 +1,8 @@
 """Per-face records: one row per face per frame, as CSV or JSON lines (chosen by the file suffix).
 
-Columns: ``frame, time_ms, [source,] track_id, x, y, w, h, label, score, uncertain`` (0/1) then ``p_<label>`` for
-every class in the model's output order; ``source`` (the image file a row comes from) with ``with_source=True``,
+Columns: ``frame, time_ms, [source,] track_id, x, y, w, h, label, score, uncertain`` (0/1), ``age_ms`` (how old
+the face's reading is: 0 when it was read in this frame, more when a quality other than ``best`` let it wait its
+turn, see ``Face.age_ms``) then ``p_<label>`` for every class in the model's output order; ``source`` (the image file a row comes from) with ``with_source=True``,
 as for a folder of photos. Shared by ``fer-run`` and the desktop app's recorder::
 
     with FaceRecordWriter("out/faces.csv", labels) as rec:
@@ -25,7 +26,7 @@ from typing import Any
 from fer_core.errors import WriteError, write_error
 from fer_core.labels import CANONICAL_CLASSES, FER2013_CLASSES
 
-BASE_COLUMNS = ("frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain")
+BASE_COLUMNS = ("frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain", "age_ms")
 SUFFIXES = (".csv", ".jsonl")
 FLUSH_EVERY_S = 1.0  # rows reach the disk at most this long after they are written
 
@@ -120,7 +121,8 @@ class FaceRecordWriter:
             x, y, w, h = (int(v) for v in face.box)
             values = [int(frame_idx), round(float(t_ms), 1)] + ([str(source)] if self.with_source else []) + [
                 int(face.track_id), x, y, w, h, str(face.label), round(float(face.score), 5),
-                int(bool(getattr(face, "uncertain", False)))] + [round(p, 5) for p in probs]
+                int(bool(getattr(face, "uncertain", False))), round(float(getattr(face, "age_ms", 0.0)), 1)] + [
+                round(p, 5) for p in probs]
             if self._csv is not None:
                 self._csv.writerow(values)
             else:

@@ -52,9 +52,9 @@ def _decode(path: Path) -> str:
     raise ReportError(f"{path}: a binary file, not fer-run / fer-app records (CSV or JSON lines)")
 
 
-def _raw_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | None]]:
-    """(line number, row) pairs; the row is ``None`` where the line is not a whole row (too few or many
-    fields, not JSON)."""
+def _raw_rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict[str, Any] | None]]]:
+    """The column names (the CSV header, or the first whole JSON row's keys) and (line number, row) pairs; a row
+    is ``None`` where its line is not a whole row (too few or many fields, not JSON)."""
     out: list[tuple[int, dict[str, Any] | None]] = []
     if path.suffix.lower() == ".jsonl":
         for i, line in enumerate(text.splitlines(), 1):
@@ -64,7 +64,7 @@ def _raw_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | None]]:
                 except json.JSONDecodeError:
                     row = None
                 out.append((i, row if isinstance(row, dict) else None))
-        return out
+        return list(next((row for _, row in out if row), {})), out
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, [])
@@ -73,9 +73,7 @@ def _raw_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | None]]:
                 out.append((reader.line_num, dict(zip(header, cells)) if len(cells) == len(header) else None))
     except csv.Error as err:
         raise ReportError(f"{path}, line {reader.line_num}: {err}") from None
-    if header:
-        out.insert(0, (1, dict.fromkeys(header, "")))  # the header row, for the column names
-    return out
+    return header, out
 
 
 def _convert(path: Path, line: int, row: dict[str, Any], labels: list[str]) -> dict[str, Any]:
@@ -106,13 +104,10 @@ def read_records(path: str | Path, warn: Callable[[str], None] | None = None) ->
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise ReportError(f"{path}: expected a .csv or .jsonl file from fer-run or fer-app")
     text = _decode(path)
-    raw = _raw_rows(path, text)
-    is_csv = path.suffix.lower() == ".csv"
-    keys = list(next((row for _, row in raw if row), {}))
+    keys, body = _raw_rows(path, text)
     labels = [k[2:] for k in keys if k.startswith("p_")]
-    if raw and (not labels or not {"track_id", "time_ms", "frame"} <= set(keys)):
+    if (keys or body) and (not labels or not {"track_id", "time_ms", "frame"} <= set(keys)):
         raise ReportError(f"{path}: not a fer-run / fer-app records file (no frame, track_id, time_ms or p_<emotion>)")
-    body = raw[1:] if is_csv else raw
     rows = []
     for n, (line, row) in enumerate(body):
         last = n == len(body) - 1 and not text.endswith("\n")

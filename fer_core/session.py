@@ -363,6 +363,16 @@ class EmotionClassifier:
                                                         enable_fallback=0)
         self.session = self._single_session if self.has_mirror and not self._mirror else self._mirror_session
 
+    def prepare_single_view(self) -> None:
+        """Do the slow part of a first ``mirror = False`` ahead of time, for an app that may switch later.
+
+        That part is importing the ``onnx`` package for :func:`single_view_model` (about 1 s, mostly its
+        ``ml_dtypes``, and holding Python's lock); the switch itself then takes about 0.2 s. Nothing is done for a
+        model without mirror averaging.
+        """
+        if self.has_mirror:
+            import onnx  # noqa: F401
+
     # ------------------------------------------------------------------ inference
     def preprocess(self, crops: list[np.ndarray], equalize: bool | None = None) -> np.ndarray:
         """Face crops (BGR/BGRA/grey uint8, any size) -> model batch float32 (N, 3, S, S).

@@ -11,6 +11,8 @@
 ``evaluate`` does the same with *test* faces (PrivateTest, 96-240 px, tilted up to +-20 degrees) and scores the
 whole pipeline: the face counts as right when a detected face's top label is the true one (a missed face counts
 as wrong), for the old crop (margin 0.2, centred), the calibrated crop, and the calibrated crop turned upright.
+``--lag 0.05,0.1`` also scores the calibrated upright crop (the default) of a box found before the face moved by that part of its side
+(in a random direction): what reusing a frame's boxes in the next costs (``quality="fastest"``) at that speed.
 """
 
 from __future__ import annotations
@@ -100,7 +102,31 @@ def evaluate(args: argparse.Namespace) -> dict:
         out[key] = {"found": found, **{name: right[name] / len(frames) for name in CROPS}}
         print(f"{key}: {found}/{len(frames)} faces found; accuracy (missed faces count as wrong): "
               + ", ".join(f"{name} {right[name] / len(frames):.1%}" for name in CROPS))
+    if args.lag:
+        out["held boxes"] = held_boxes(args, clf, frames, rng)
     return out
+
+
+def held_boxes(args: argparse.Namespace, clf, frames: list, rng: np.random.Generator) -> dict[str, float]:
+    """Accuracy of the calibrated upright crop (whole-frame search) when the face has moved by ``lag`` of its side since
+    its box was found, for each of ``args.lag``; a missed face counts as wrong."""
+    right = dict.fromkeys(args.lag, 0)
+    with FaceDetector(args.face_model, running_mode="image") as det:
+        for frame, place, label in frames:
+            d = detection_at(det.detect(frame), place.cx, place.cy)
+            if d is None:
+                continue
+            turn = rng.uniform(0, 2 * np.pi)
+            for lag in args.lag:  # the face moved by (dx, dy): the held box sits that far behind it
+                dx, dy = -lag * place.side * np.cos(turn), -lag * place.side * np.sin(turn)
+                x, y, w, h = d.box
+                eyes = None if d.eyes is None else tuple((ex + dx, ey + dy) for ex, ey in d.eyes)
+                crop = crop_face(frame, (round(x + dx), round(y + dy), w, h), CROP_MARGIN, shift=CROP_SHIFT, eyes=eyes)
+                right[lag] += clf.labels[int(np.argmax(clf.predict([crop])[0]))] == label
+    result = {f"lag {lag:g}": right[lag] / len(frames) for lag in args.lag}
+    print("held boxes (whole frame, calibrated + upright): "
+          + ", ".join(f"{k} {v:.1%}" for k, v in result.items()))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="ONNX model for evaluate (default: the shipped default)")
     p.add_argument("--face-model", default=None, help="BlazeFace .tflite (default: the usual search)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lag", type=lambda v: [float(x) for x in v.split(",")], default=[],
+                   help="evaluate: also score held boxes, the face moved by these parts of its side (0,0.05,0.1)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     if args.what == "evaluate" and args.model is None:

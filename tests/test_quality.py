@@ -170,6 +170,38 @@ def test_over_budget_faces_take_turns_with_ages_and_held_probabilities(lopsided,
         assert all(f.age_ms == 0 for f in pipe.process(frames[0], still=True).faces)
 
 
+def test_fastest_searches_every_other_frame_and_reads_each_frame_at_the_held_boxes(lopsided, face_model_path):
+    _, folded = lopsided
+    frames = synthetic_clip(2, n_frames=6)
+    with Pipeline(folded, PipelineSettings(quality="fastest"), provider="cpu", face_model=face_model_path) as pipe:
+        searched = []
+        detect = pipe.detector.detect
+        pipe.detector.detect = lambda frame, ts, **kw: searched.append(ts) or detect(frame, ts, **kw)
+        read = []
+        classify = pipe.classifier.predict_batch
+        pipe.classifier.predict_batch = lambda batch: read.append(batch.copy()) or classify(batch)
+        results = [pipe.process(frame, timestamp_ms=40 * i) for i, frame in enumerate(frames)]
+        assert searched == [0, 80, 160]
+        for i in (1, 3, 5):  # the boxes of the frame before, each face read from this frame's pixels
+            assert [f.box for f in results[i].faces] == [f.box for f in results[i - 1].faces]
+            assert all(f.age_ms == 0 for f in results[i].faces) and np.abs(read[i] - read[i - 1]).max() > 0
+        assert all(len(r.faces) == 2 for r in results)
+        searching = pipe.process(frames[0], timestamp_ms=240)
+        pipe.process(frames[3], still=True)  # a photo always searches, and leaves the stream's boxes alone
+        holding = pipe.process(frames[1], timestamp_ms=280)
+        assert searched[3:] == [240, None] and [f.box for f in holding.faces] == [f.box for f in searching.faces]
+        pipe.reset()  # a new source: nothing held
+        pipe.process(frames[2], timestamp_ms=0)
+        assert searched[-1] == 0
+        empty = np.zeros_like(frames[0])
+        assert len(pipe.process(empty, timestamp_ms=40).faces) == 2  # held: a face that went is kept one frame
+        assert pipe.process(empty, timestamp_ms=80).faces == []  # searched: none
+        pipe.process(frames[3], timestamp_ms=120)  # nothing held: searches again
+        assert searched[-3:] == [0, 80, 120]
+    for quality in ("best", "balanced"):
+        assert QUALITY_PLANS[quality].detect_every == 1
+
+
 def test_tracker_update_is_match_then_observe():
     a, b = Tracker(smoothing=0.6), Tracker(smoothing=0.6)
     rng = np.random.default_rng(0)

@@ -25,14 +25,17 @@ def faces(n: int, classes: int = 7) -> list[Face]:
 
 def test_csv_rows_and_columns(tmp_path):
     path = tmp_path / "deep" / "dir" / "faces.csv"
+    held = faces(2)
+    held[1].age_ms = 41.67  # its reading waited its turn (quality balanced / fastest)
     with FaceRecordWriter(path, list(FER2013_CLASSES)) as rec:
-        rec.write(0, 0.0, faces(2))
+        rec.write(0, 0.0, held)
         rec.write(1, 33.3, [])
         rec.write(2, 66.7, faces(1))
     assert rec.rows == 3
     rows = list(csv.DictReader(path.open()))
-    assert list(rows[0]) == ["frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain"] + [
-        f"p_{c}" for c in FER2013_CLASSES]
+    assert list(rows[0]) == ["frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain",
+                             "age_ms"] + [f"p_{c}" for c in FER2013_CLASSES]
+    assert [r["age_ms"] for r in rows] == ["0.0", "41.7", "0.0"]
     assert [r["frame"] for r in rows] == ["0", "0", "2"]
     assert rows[1]["track_id"] == "2" and rows[1]["x"] == "10" and rows[1]["h"] == "31"
     assert rows[0]["label"] == "angry" and float(rows[0]["p_angry"]) == pytest.approx(0.5)

@@ -50,6 +50,7 @@ def test_quality_choice_says_what_each_costs(qtbot):
         assert ("mirror image" in tip) == plan.mirror and ("half the classifier's work" in tip) != plan.mirror
         if plan.budget_ms is not None:  # the frame time past which faces take turns
             assert f"1/{1000 / plan.budget_ms:.0f} s" in tip
+        assert (f"every {plan.detect_every} frames" in tip) == (plan.detect_every > 1)
 
 
 def test_each_processing_control_reaches_the_worker_pipeline(qtbot, video, tiny_onnx, face_model_path):
