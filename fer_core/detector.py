@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numpy as np
 
 from fer_core.errors import FerError
 from fer_core.face_model import resolve_face_model
+from fer_core.native_stderr import native_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -86,34 +85,23 @@ def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 @contextlib.contextmanager
-def _native_stderr_to_log():
-    """Route what native code writes to stderr (MediaPipe/LiteRT start-up and shut-down chatter) to the log.
-
-    The text goes to this module's DEBUG log, or to its WARNING log when the block raises, so nothing
-    useful is lost. Without a real stderr file descriptor (some GUI launchers) it does nothing.
-    """
+def _native_stderr_to_log() -> Iterator[None]:
+    """Route what native code writes to stderr (MediaPipe/LiteRT start-up and shut-down chatter) to the log: its
+    DEBUG log, or its WARNING log when the block raises, so nothing useful is lost."""
+    said: list[str] = []
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    failed = False
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
+        with native_stderr() as said:
             yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode("utf-8", "replace").strip()
-            if text:
-                logger.log(logging.WARNING if failed else logging.DEBUG, "MediaPipe said: %s", text)
+    except BaseException:
+        _log_native(said, logging.WARNING)
+        raise
+    _log_native(said, logging.DEBUG)
+
+
+def _log_native(said: list[str], level: int) -> None:
+    text = "".join(said).strip()
+    if text:
+        logger.log(level, "MediaPipe said: %s", text)
 
 
 def tile_boxes(width: int, height: int, fraction: float = TILE_FRACTION) -> list[tuple[int, int, int, int]]:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ import cv2
 import numpy as np
 
 from fer_core.errors import FerError, os_reason
+from fer_core.native_stderr import native_stderr
 from fer_core.opencv_quiet import quiet_opencv
 
 
@@ -56,6 +55,11 @@ def read_image(path: str | Path, unchanged: bool = False) -> np.ndarray | None:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
         return None
+    return _decode(data, unchanged)
+
+
+def _decode(data: np.ndarray, unchanged: bool = False) -> np.ndarray | None:
+    """The bytes of an image file decoded as :func:`read_image` says; ``None`` for no or undecodable data."""
     if data.size == 0:
         return None
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR)
@@ -69,29 +73,6 @@ JPEG_DAMAGE_MESSAGES = ("Corrupt JPEG data", "Premature end of JPEG file")
 DAMAGED = "damaged image data (the file is truncated or corrupt)"
 
 
-@contextlib.contextmanager
-def _native_stderr() -> Iterator[list[str]]:
-    """Capture what native code writes to file descriptor 2 inside the block (libjpeg's warnings) instead of
-    letting it reach the terminal; the text is in the yielded list afterwards. Does nothing without an fd 2."""
-    out: list[str] = []
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield out
-        return
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
-
-
 def read_image_checked(path: str | Path) -> tuple[np.ndarray | None, str]:
     """Read an image file as BGR uint8 and say what is wrong with it: ``(image, "")`` when it is whole, else
     ``(None, why)`` with ``why`` in plain words: ``"permission denied"``, ``"empty file"``, :data:`DAMAGED` (a
@@ -102,17 +83,18 @@ def read_image_checked(path: str | Path) -> tuple[np.ndarray | None, str]:
         return None, os_reason(exc)
     if data.size == 0:
         return None, "empty file"
+    text = ""
     if data[:2].tobytes() != b"\xff\xd8":  # not a JPEG: libjpeg is not involved
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        return (img, "") if img is not None and img.size else (None, "corrupt file or unsupported format")
-    with _native_stderr() as said:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    text = said[0].strip() if said else ""
-    if text:
-        log.debug("%s: libjpeg said: %s", path, text)
+        img = _decode(data)
+    else:
+        with native_stderr() as said:
+            img = _decode(data)
+        text = "".join(said).strip()
+        if text:
+            log.debug("%s: libjpeg said: %s", path, text)
     if any(m in text for m in JPEG_DAMAGE_MESSAGES):
         return None, DAMAGED
-    return (img, "") if img is not None and img.size else (None, "corrupt file or unsupported format")
+    return (img, "") if img is not None else (None, "corrupt file or unsupported format")
 
 
 SHORTFALL_FRAMES = 5  # containers' frame counts are estimates: a few frames short is a whole file
