@@ -194,7 +194,6 @@ class InferenceWorker(QObject):
             self.error.emit(f"Cannot load {what}: {exc}.{keep}".replace("..", "."))
             self.model_failed.emit(s.model_path or "")
             return
-        pipeline.classifier.prepare_single_view()  # now, while loading, not when the quality is first changed
         old, self.pipeline = self.pipeline, pipeline
         if old is not None:
             old.close()

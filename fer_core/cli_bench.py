@@ -31,6 +31,8 @@ with their range in brackets. Latencies are per frame in ms (median / p90 / p99,
 detect, preprocess, inference and total. "found" is the mean number of faces found per frame; when it is below
 "faces", the status says so. "read" is how many of them were classified in their frame: fewer when --quality
 balanced or fastest reads the faces of a frame over its time budget in turn (the others show their last reading).
+fastest searches for faces in every other frame only, so its "detect" is a median over frames that search and frames
+that do not; --json has each stage's mean too (detect_mean_ms).
 A provider that is not available on this machine is listed as skipped with the reason.
 """
 

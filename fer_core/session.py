@@ -356,22 +356,12 @@ class EmotionClassifier:
     def mirror(self, value: bool) -> None:
         self._mirror = bool(value)
         if not self.mirror and self.has_mirror and self._single_session is None:
-            import onnx
+            import onnx  # about 1 s the first time (mostly its ml_dtypes), so only here, when asked for
 
             single = single_view_model(onnx.load(str(self.model_path))).SerializeToString()
             self._single_session = ort.InferenceSession(single, self._opts, providers=self._providers,
                                                         enable_fallback=0)
         self.session = self._single_session if self.has_mirror and not self._mirror else self._mirror_session
-
-    def prepare_single_view(self) -> None:
-        """Do the slow part of a first ``mirror = False`` ahead of time, for an app that may switch later.
-
-        That part is importing the ``onnx`` package for :func:`single_view_model` (about 1 s, mostly its
-        ``ml_dtypes``, and holding Python's lock); the switch itself then takes about 0.2 s. Nothing is done for a
-        model without mirror averaging.
-        """
-        if self.has_mirror:
-            import onnx  # noqa: F401
 
     # ------------------------------------------------------------------ inference
     def preprocess(self, crops: list[np.ndarray], equalize: bool | None = None) -> np.ndarray:
