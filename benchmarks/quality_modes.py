@@ -10,7 +10,7 @@ of ``fer-bench``), the order of the qualities turning each round, so that whatev
 all of them alike; the table gives the median over the rounds and their range. "read" is the faces classified
 per frame (the rest show their last reading, ``Face.age_ms`` old). Accuracy is the classifier's on the FER2013
 PrivateTest faces (``test/<class>/PrivateTest_*.jpg``), with and without mirror averaging: ``fer-eval --model ...
---split test --tta none`` of the file and of its single-view graph gives the same figures.
+--split test --tta none`` gives the same figure for ``best``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ One small class in the opencv_zoo / insightface style::
 The model describes itself through :class:`fer_core.model_meta.ModelMeta` in the ONNX
 ``metadata_props`` (labels, input size, mean/std, equalisation). A model without them loads with
 the defaults and a logged warning. A model that averages each face with its mirror image in its graph (metadata
-``tta=flip``, as the shipped ones) can read each face once instead, at half the cost: ``clf.mirror = False``.
+``tta=flip``, as the shipped ones) can read each face once instead, at half the cost: ``clf.mirror = False``
+(the same graph and session, with its ``mirror`` input fed False).
 
 Providers: ``"auto"`` tries TensorRT, CUDA, DirectML, CoreML, then CPU, keeping only those that
 ``onnxruntime.get_available_providers()`` lists *and* whose libraries can actually be loaded
@@ -177,47 +178,8 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-FLIP_BATCH_NODE, FLIP_SOFTMAX_NODE = "flip_batch", "flip_softmax"
-"""The nodes ``training.onnx_graph.fold_flip`` adds first and last: the batch of faces and mirror images, and the
-softmax of each view's logits (its input is the single-view output)."""
-
-
-def single_view_model(model):
-    """An ONNX model with mirror averaging built in (metadata ``tta=flip``), without it: each face read once.
-
-    The faces go straight into the network (no mirror images) and the output is the per-view logits that
-    ``fold_flip`` averaged, with the temperature the model had before the fold. A copy; ``model`` is unchanged.
-
-    Raises:
-        ValueError: the model has no folded mirror averaging.
-    """
-    import onnx
-
-    nodes = {n.name: n for n in model.graph.node}
-    if FLIP_BATCH_NODE not in nodes or FLIP_SOFTMAX_NODE not in nodes:
-        raise ValueError("the model does not average mirror images in its graph (no fold_flip nodes)")
-    single = onnx.ModelProto()
-    single.CopyFrom(model)
-    graph = single.graph
-    inp, both = nodes[FLIP_BATCH_NODE].input[0], nodes[FLIP_BATCH_NODE].output[0]
-    per_view = nodes[FLIP_SOFTMAX_NODE].input[0]
-    for node in graph.node:
-        node.input[:] = [inp if i == both else i for i in node.input]
-    graph.output[0].name = per_view
-    needed, kept = {per_view}, []
-    for node in reversed(graph.node):  # nodes are in topological order: keep those the output needs
-        if any(o in needed for o in node.output):
-            kept.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    inits = [i for i in graph.initializer if i.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    props = [p for p in single.metadata_props if p.key != "tta"]
-    del single.metadata_props[:]
-    single.metadata_props.extend(props)
-    return single
+MIRROR_INPUT = "mirror"
+"""The boolean input of a model with switchable mirror averaging (``training.mirror_fold``; True when not fed)."""
 
 
 class EmotionClassifier:
@@ -258,15 +220,12 @@ class EmotionClassifier:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._opts, self._providers = opts, [(p, _provider_options(p)) for p in providers]
         try:
-            self.session = ort.InferenceSession(str(self.model_path), opts, providers=self._providers,
-                                                enable_fallback=0)
+            self.session = ort.InferenceSession(str(self.model_path), opts, enable_fallback=0,
+                                                providers=[(p, _provider_options(p)) for p in providers])
         except Exception as e:  # onnxruntime raises several pybind exception types
             logger.debug("%s: ONNX Runtime said: %s", self.model_path, str(e).strip())  # the details, for the log
             raise ModelLoadError(f"{self.model_path}: {ort_load_reason(e)}") from e
-        self._mirror_session = self.session  # the file's own graph
-        self._single_session: ort.InferenceSession | None = None  # built on first use (mirror = False)
         self._mirror = True
         self.provider: str = self.session.get_providers()[0]
         if self.provider != providers[0]:
@@ -286,6 +245,7 @@ class EmotionClassifier:
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta, missing = ModelMeta.from_props(props)
         self.has_mirror: bool = props.get("tta") == "flip"
+        self._switchable = MIRROR_INPUT in {i.name for i in self.session.get_overridable_initializers()}
         if "labels" in missing:
             logger.warning("%s: no fer.labels metadata; assuming the FER2013 classes %s", self.model_path,
                            self.meta.labels)
@@ -346,22 +306,18 @@ class EmotionClassifier:
     def mirror(self) -> bool:
         """Average each face with its mirror image (the shipped models do, in their graph: ``has_mirror``).
 
-        Setting it False on such a model reads each face once, at half the work, through the same file's network
-        without the averaging (:func:`single_view_model`; its session is built on first use). On a model without
-        mirror averaging it stays False whatever is set.
+        Setting it False on such a model reads each face once, at half the work: the graph's ``mirror`` input is fed
+        False from the next run (nothing is rebuilt). A model without mirror averaging stays False whatever is set;
+        one folded before the switch existed stays True (a logged note says how to convert it).
         """
-        return self._mirror and self.has_mirror
+        return self.has_mirror and (self._mirror or not self._switchable)
 
     @mirror.setter
     def mirror(self, value: bool) -> None:
         self._mirror = bool(value)
-        if not self.mirror and self.has_mirror and self._single_session is None:
-            import onnx  # about 1 s the first time (mostly its ml_dtypes), so only here, when asked for
-
-            single = single_view_model(onnx.load(str(self.model_path))).SerializeToString()
-            self._single_session = ort.InferenceSession(single, self._opts, providers=self._providers,
-                                                        enable_fallback=0)
-        self.session = self._single_session if self.has_mirror and not self._mirror else self._mirror_session
+        if not self._mirror and self.has_mirror and not self._switchable:
+            logger.info("%s averages mirror images in a graph that cannot switch it off: every face is read twice. "
+                        "Convert it with: python -m training.mirror_fold %s", self.model_path, self.model_path)
 
     # ------------------------------------------------------------------ inference
     def preprocess(self, crops: list[np.ndarray], equalize: bool | None = None) -> np.ndarray:
@@ -393,8 +349,9 @@ class EmotionClassifier:
         if n == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         step = self._fixed_batch
+        flag = {MIRROR_INPUT: np.array(self._mirror)} if self._switchable else {}
         if step is None:
-            logits = self.session.run(None, {self.input_name: batch})[0]
+            logits = self.session.run(None, {self.input_name: batch, **flag})[0]
         else:
             parts = []
             for i in range(0, n, step):
@@ -402,7 +359,7 @@ class EmotionClassifier:
                 if len(chunk) < step:
                     pad = np.zeros((step - len(chunk),) + chunk.shape[1:], chunk.dtype)
                     chunk = np.concatenate([chunk, pad])
-                parts.append(self.session.run(None, {self.input_name: chunk})[0])
+                parts.append(self.session.run(None, {self.input_name: chunk, **flag})[0])
             logits = np.concatenate(parts)[:n]
         return softmax(np.asarray(logits, np.float32).reshape(n, -1), axis=1)
 

@@ -80,11 +80,32 @@ def _check_flip_fold(fold, tmp_path: Path) -> None:
 
 
 def test_folded_flip_averages_each_face_with_its_mirror_image(tmp_path):
-    from training.onnx_graph import fold_flip
+    from training.mirror_fold import fold_flip
 
     _check_flip_fold(fold_flip, tmp_path)
     with pytest.raises(ValueError, match="already"):
         fold_flip(tmp_path / "flip.onnx", tmp_path / "twice.onnx")
+
+
+def test_a_temperature_after_the_fold_scales_the_averaged_path_only(tmp_path):
+    """Calibrating a folded model divides the averaged logits, which it measured; one view keeps its own."""
+    from training.calibrate import fold_temperature
+    from training.mirror_fold import fold_flip
+
+    src = _lopsided_onnx(tmp_path / "m.onnx")
+    fold_flip(src, tmp_path / "flip.onnx")
+    fold_temperature(tmp_path / "flip.onnx", tmp_path / "t.onnx", 2.0, {"test": {"before": {"ece": 0.2},
+                                                                                  "after": {"ece": 0.1}}})
+    x = np.random.default_rng(4).uniform(-1, 1, (3, 3, 48, 48)).astype(np.float32)
+
+    def run(path: Path, mirror: bool) -> np.ndarray:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"input": x, "mirror": np.array(mirror)})[0]
+
+    np.testing.assert_allclose(run(tmp_path / "t.onnx", True), run(tmp_path / "flip.onnx", True) / 2.0, rtol=1e-6)
+    np.testing.assert_array_equal(run(tmp_path / "t.onnx", False), run(tmp_path / "flip.onnx", False))
+    plain = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(run(tmp_path / "t.onnx", False), plain)
 
 
 def test_the_flip_check_fails_for_a_fold_that_only_sets_the_metadata(tmp_path):

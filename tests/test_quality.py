@@ -17,7 +17,7 @@ from onnx import helper, numpy_helper
 
 from conftest import REPO, make_tiny_onnx, write_video
 from fer_core.pipeline import QUALITY_PLANS, Pipeline
-from fer_core.session import EmotionClassifier, single_view_model
+from fer_core.session import MIRROR_INPUT, EmotionClassifier
 from fer_core.settings import QUALITIES, PipelineSettings
 from fer_core.synthetic import synthetic_clip
 from fer_core.tracking import ReadScheduler, Track, Tracker
@@ -26,7 +26,7 @@ SHIPPED = REPO / "models" / "fer_realtime.onnx"
 
 
 def _fold_flip(src: Path, dst: Path) -> Path:
-    from training.onnx_graph import fold_flip
+    from training.mirror_fold import fold_flip
 
     fold_flip(src, dst)
     return dst
@@ -56,24 +56,53 @@ def _faces(n: int = 5) -> np.ndarray:
 # --------------------------------------------------------------------------- one file, both paths
 
 
-def test_single_view_graph_is_the_model_before_the_fold(lopsided):
+def test_one_graph_reads_each_face_once_or_with_its_mirror_image(lopsided, tmp_path, caplog):
     plain, folded = lopsided
     x = _faces()
     a, b = EmotionClassifier(plain, provider="cpu"), EmotionClassifier(folded, provider="cpu")
     assert not a.has_mirror and b.has_mirror and b.mirror
     with_mirror = b.predict_batch(x)
     assert np.abs(with_mirror - a.predict_batch(x)).max() > 0.02  # the fold changes the answers
+    session = b.session
     b.mirror = False
     np.testing.assert_array_equal(b.predict_batch(x), a.predict_batch(x))  # one view: the plain model exactly
     b.mirror = True
     np.testing.assert_array_equal(b.predict_batch(x), with_mirror)
+    assert b.session is session  # one session: the switch is the graph's flag, nothing is rebuilt
+    assert [i.name for i in session.get_overridable_initializers()] == [MIRROR_INPUT]
     a.mirror = True  # a model without the fold has nothing to switch
     assert not a.mirror
-    single = single_view_model(onnx.load(str(folded)))
-    assert all(not n.name.startswith("flip_") for n in single.graph.node)
-    assert "tta" not in {p.key for p in single.metadata_props}
-    with pytest.raises(ValueError, match="mirror"):
-        single_view_model(onnx.load(str(plain)))
+    # a file folded before the flag existed: always both views, with a note on how to convert it
+    older = tmp_path / "older.onnx"
+    _fold_plain_nodes(plain, older)
+    c = EmotionClassifier(older, provider="cpu")
+    with caplog.at_level("INFO", logger="fer_core.session"):
+        c.mirror = False
+    assert c.mirror and "python -m training.mirror_fold" in caplog.text
+    np.testing.assert_allclose(c.predict_batch(x), with_mirror, rtol=1e-6, atol=1e-7)
+    from training.mirror_fold import main
+
+    assert main([str(older), "--out", str(tmp_path / "converted.onnx")]) == 0
+    d = EmotionClassifier(tmp_path / "converted.onnx", provider="cpu")
+    np.testing.assert_array_equal(d.predict_batch(x), c.predict_batch(x))
+    d.mirror = False
+    np.testing.assert_array_equal(d.predict_batch(x), a.predict_batch(x))
+    assert main([str(tmp_path / "converted.onnx")]) == 2  # switchable already
+    assert main([str(plain)]) == 2  # no fold
+
+
+def _fold_plain_nodes(src: Path, dst: Path) -> None:
+    """The fold as files had it before the ``mirror`` flag: plain nodes in the main graph, the mirror image's
+    tensor named like today's flag."""
+    from training.mirror_fold import _add_flip_nodes
+    from training.onnx_graph import save_with_metadata
+
+    model = onnx.load(str(src))
+    _add_flip_nodes(model)
+    for node in model.graph.node:
+        node.input[:] = [MIRROR_INPUT if i == "flip_image" else i for i in node.input]
+        node.output[:] = [MIRROR_INPUT if o == "flip_image" else o for o in node.output]
+    save_with_metadata(model, dict({p.key: p.value for p in model.metadata_props}, tta="flip"), dst)
 
 
 def test_quality_changes_reach_the_pipeline_at_run_time(lopsided, face_model_path):

@@ -93,7 +93,8 @@ def exported(tmp_path_factory):
     import onnx
 
     from training.calibrate import fold_temperature
-    from training.onnx_graph import fold_flip, set_metadata, torch_export
+    from training.mirror_fold import fold_flip
+    from training.onnx_graph import set_metadata, torch_export
 
     folder = tmp_path_factory.mktemp("onnx")
     model = _test_model()

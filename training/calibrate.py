@@ -106,22 +106,25 @@ def model_logits(path: str | Path, specs: list[str], split: str, subset: int | N
 def fold_temperature(path: str | Path, out: str | Path, t: float, figures: dict[str, Any]) -> None:
     """Write ``path`` with its logits divided by ``t`` (one ``Div`` at the output) and ``fer.temperature``.
 
-    A model that already holds a temperature gets the product (its logits are divided once more).
+    A model that already holds a temperature gets the product (its logits are divided once more). In a model with
+    switchable mirror averaging the ``Div`` goes at the end of the averaging branch, whose outputs were measured:
+    the single-view path keeps the temperature it had before the fold.
     """
     import onnx
     from onnx import helper, numpy_helper
 
+    from training.mirror_fold import averaged_graph
     from training.onnx_graph import save_with_metadata
 
     model = onnx.load(str(path))
-    graph = model.graph
+    graph = averaged_graph(model)
     name = graph.output[0].name
-    k = sum(1 for i in graph.initializer if i.name.startswith("temperature"))
+    k = sum(1 for i in model.graph.initializer if i.name.startswith("temperature"))
     raw, t_name = f"{name}_before_temperature{k or ''}", f"temperature{k or ''}"
     for node in graph.node:
         node.output[:] = [raw if o == name else o for o in node.output]
         node.input[:] = [raw if i == name else i for i in node.input]
-    graph.initializer.append(numpy_helper.from_array(np.array(t, np.float32), t_name))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(t, np.float32), t_name))
     graph.node.append(helper.make_node("Div", [raw, t_name], [name], name=f"calibration{k or ''}"))
     props = {p.key: p.value for p in model.metadata_props}
     total = float(json.loads(props.get("fer.temperature", "1.0"))) * t
@@ -135,13 +138,13 @@ def calibrate(path: str | Path, specs: list[str], out: str | Path | None = None,
               progress: bool = False, flip: bool = False) -> dict[str, Any]:
     """Fit T on validation, measure ECE on test before/after, fold T into the model. Returns the figures.
 
-    With ``flip``, mirror averaging is folded in first (:func:`training.onnx_graph.fold_flip`) and T is fitted
+    With ``flip``, mirror averaging is folded in first (:func:`training.mirror_fold.fold_flip`) and T is fitted
     for the averaged output, which is less sure of itself than either view.
     """
     path = Path(path)
     out = Path(out) if out else path
     if flip:
-        from training.onnx_graph import fold_flip
+        from training.mirror_fold import fold_flip
 
         fold_flip(path, out)
         path = out

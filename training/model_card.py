@@ -133,6 +133,7 @@ def build(args: argparse.Namespace) -> tuple[dict, str]:
         "input_size": meta.input_size, "labels": meta.labels,
         "params": params, "onnx_bytes": model_path.stat().st_size, "precision": export["precision"],
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(), "data": data,
+        "weights_storage": {p.key: p.value for p in proto.metadata_props}.get("weights_storage"),
         "training": [{**_run_summary(Path(r), data), "command": c} for r, c in zip(args.run, args.train_cmd)],
         "hardware": f"{_cpu_name()}, {args.cores} cores, no GPU" if args.cores else _cpu_name(),
         "train_hardware": args.train_hardware,
@@ -157,7 +158,10 @@ def render(m: dict, title: str, notes: list[str]) -> str:
     lines = [f"# {m['model_file']}: {title}", "",
              f"`{m['architecture']}` at {m['input_size']} px, {len(m['labels'])} classes "
              f"({', '.join(m['labels'])}), {m['params'] / 1e6:.2f} M parameters, {m['precision']} ONNX of "
-             f"{m['onnx_bytes'] / 1e6:.1f} MB (sha256 `{m['sha256'][:16]}...`). Trained from scratch on "
+             f"{m['onnx_bytes'] / 1e6:.1f} MB"
+             + (", weights stored as float16 and cast to float32 by ONNX Runtime at load"
+                if m.get("weights_storage") == "fp16" else "")
+             + f" (sha256 `{m['sha256'][:16]}...`). Trained from scratch on "
              f"{', then '.join(stages)} ({epochs} epochs, {hours:.2f} h on {m.get('train_hardware') or m['hardware']}).",
              "",
              "## Accuracy", "", "Measured on the exported ONNX file, exactly as the app runs it.", "",
@@ -206,7 +210,8 @@ def render(m: dict, title: str, notes: list[str]) -> str:
     if cal:
         flip = ("Mirror averaging is built into the file: each face also goes through the network flipped "
                 "left-right and the two probability vectors are averaged (twice the classifier's work; the TTA "
-                "\"none\" rows above include it). ") if cal.get("flip") else ""
+                "\"none\" rows above include it). Its boolean input `mirror` (on unless fed) turns that off: each "
+                "face read once, as the qualities balanced and fastest do. ") if cal.get("flip") else ""
         lines += ["## Calibration", "",
                   f"{flip}Temperature {cal['temperature']:.3f}, fitted on the validation split and folded into the output. "
                   f"Expected calibration error on the test split ({cal['n']} faces, {cal['bins']} bins): "
@@ -238,8 +243,10 @@ def refresh(model_path: str | Path, args: argparse.Namespace | None = None) -> P
     if "\n## Notes\n" in text:
         block = text.split("\n## Notes\n", 1)[1].split("\n## ", 1)[0]
         notes = [line[2:] for line in block.splitlines() if line.startswith("- ")]
+    props = {p.key: p.value for p in onnx.load(str(model_path)).metadata_props}
     m.update(onnx_bytes=model_path.stat().st_size, sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(),
-             calibration=_calibration(model_path), weights=_weights(model_path))
+             weights_storage=props.get("weights_storage"), calibration=_calibration(model_path),
+             weights=_weights(model_path))
     if args is not None and args.eval:
         m["eval"] = {"command": args.eval_cmd or m["eval"]["command"],
                      "splits": [_eval_summary(Path(e)) for e in args.eval]}

@@ -167,54 +167,6 @@ def store_fp16_file(src: str | Path, dst: str | Path) -> int:
     return count
 
 
-def fold_flip(src: Path, dst: Path) -> None:
-    """Write ``src`` with mirror averaging built in: each face also goes through the model flipped left-right, and
-    the output is the log of the two softmax outputs' mean (a (N, C) logit that softmax turns into that mean).
-
-    The graph runs the original on a batch of 2N (the faces, then their mirror images), so every consumer gets
-    the flip test-time augmentation at twice the classifier's work. Metadata gets ``tta = flip``. The qualities that
-    read each face once take the fold out again at load (:func:`fer_core.session.single_view_model`, by the node
-    names ``flip_batch`` and ``flip_softmax``: keep them).
-
-    Raises:
-        ValueError: ``src`` already averages flips, or its output has no fixed class count.
-    """
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(src))
-    graph = model.graph
-    props = {p.key: p.value for p in model.metadata_props}
-    if props.get("tta") == "flip":
-        raise ValueError(f"{src} already averages each face with its mirror image")
-    inp, out = graph.input[0].name, graph.output[0].name
-    both, per_view = f"{inp}_and_mirror", f"{out}_per_view"
-    for node in graph.node:
-        node.input[:] = [both if i == inp else i for i in node.input]
-        node.output[:] = [per_view if o == out else o for o in node.output]
-    classes = graph.output[0].type.tensor_type.shape.dim[1].dim_value
-    if not classes:
-        raise ValueError(f"{src}: the output's class count is not fixed in the graph")
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    const = {"flip_start": [-1], "flip_end": [-(2**62)], "flip_axis": [3], "flip_step": [-1],
-             "two_views": [2, -1, classes]}
-    if opset >= 18:  # ReduceMean takes its axes as an input from opset 18, as an attribute before
-        const["view_axis"] = [0]
-    graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), k) for k, v in const.items())
-    mean_args = {"inputs": ["flip_views", "view_axis"]} if opset >= 18 else {"inputs": ["flip_views"], "axes": [0]}
-    graph.node.insert(0, helper.make_node("Concat", [inp, "mirror"], [both], axis=0, name="flip_batch"))
-    graph.node.insert(0, helper.make_node("Slice", [inp, "flip_start", "flip_end", "flip_axis", "flip_step"],
-                                          ["mirror"], name="flip_mirror"))
-    graph.node.extend([
-        helper.make_node("Softmax", [per_view], ["flip_probs"], axis=1, name="flip_softmax"),
-        helper.make_node("Reshape", ["flip_probs", "two_views"], ["flip_views"], name="flip_views"),
-        helper.make_node("ReduceMean", outputs=["flip_mean"], keepdims=0, name="flip_mean", **mean_args),
-        helper.make_node("Log", ["flip_mean"], [out], name="flip_log"),
-    ])
-    props["tta"] = "flip"
-    save_with_metadata(model, props, dst)
-
-
 def set_metadata(model, props: dict[str, str]) -> None:
     """Replace an ONNX model's ``metadata_props`` with ``props`` (in place)."""
     del model.metadata_props[:]

@@ -34,8 +34,8 @@ from fer_core.model_meta import ModelMeta
 
 log = logging.getLogger(__name__)
 
-GRAPH_ONLY = ("temperature", "flip_", "two_views", "view_axis")
-"""Initializers the graph adds after the classifier (``training.calibrate``, ``training.onnx_graph.fold_flip``)."""
+GRAPH_ONLY = ("temperature", "flip_", "two_views", "view_axis", "mirror")
+"""Initializers the graph adds after the classifier (``training.calibrate``, ``training.mirror_fold.fold_flip``)."""
 
 
 class OnnxWeightsError(RuntimeError):
