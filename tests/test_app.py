@@ -302,7 +302,7 @@ def test_window_readouts_selection_recording_and_close(qtbot, video, tiny_onnx, 
     assert cap.isOpened() and cap.read()[0]
     cap.release()
     lines = (tmp_path / "rec.csv").read_text().splitlines()
-    assert lines[0].startswith("frame,time_ms,track_id,x,y,w,h,label,score,uncertain,p_angry")
+    assert lines[0].startswith("frame,time_ms,track_id,x,y,w,h,label,score,uncertain,age_ms,p_angry")
     assert len(lines) >= 1 + 2 * 3  # two faces per frame
 
     # The session report of that recording, written in the background.

@@ -56,9 +56,10 @@ def test_video_end_to_end(videos, tiny_onnx, face_model_path, tmp_path, capsys):
     assert rc == 0, err
     assert count_frames(out_video) == N_FRAMES
     rows = read_csv(out_csv)
-    assert list(rows[0]) == ["frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain"] + [
-        f"p_{c}" for c in FER2013_CLASSES]
+    assert list(rows[0]) == ["frame", "time_ms", "track_id", "x", "y", "w", "h", "label", "score", "uncertain",
+                             "age_ms"] + [f"p_{c}" for c in FER2013_CLASSES]
     assert [int(r["frame"]) for r in rows] == list(range(N_FRAMES))  # one face, one row per frame
+    assert {r["age_ms"] for r in rows} == {"0.0"}  # quality best reads every face in its frame
     assert {r["track_id"] for r in rows} == {"1"}
     assert float(rows[1]["time_ms"]) == pytest.approx(50.0)
     xs = [int(r["x"]) for r in rows]
