@@ -143,6 +143,16 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return kw
 
 
+def load_run_data(cfg: TrainConfig, progress: bool = True):
+    """A run's data (:class:`training.data.FaceData`), read, cached and split as its config says: for the training
+    and for what follows it (teacher logits, the export check), so both see the same faces."""
+    from training.data import load_data
+
+    return load_data(cfg.data, cache_size=cfg.cache_size, equalize=cfg.equalize, skip_bad=cfg.skip_bad,
+                     seed=cfg.seed, subset=cfg.subset, cache_dir=cfg.cache_dir, progress=progress,
+                     split_rule=cfg.split_rule())
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """``create_model`` with the config's options; an unknown name, a bad option or unavailable pretrained weights
     become a :class:`ConfigError`."""
@@ -240,7 +250,6 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
-    from training.data import load_data
     from training.losses import FerLoss, class_weights, distillation_loss
 
     device = resolve_device(cfg.device, info)
@@ -260,9 +269,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     seed_everything(cfg.seed + info.rank)
 
     # data (uint8 faces on the device)
-    data = load_data(cfg.data, cache_size=cfg.cache_size, equalize=cfg.equalize, skip_bad=cfg.skip_bad,
-                     seed=cfg.seed, subset=cfg.subset, cache_dir=cfg.cache_dir, progress=progress,
-                     split_rule=cfg.split_rule())
+    data = load_run_data(cfg, progress)
     classes, num_classes = tuple(data.classes), len(data.classes)
     meta = make_meta(cfg, data)
     train_split = data.train

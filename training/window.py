@@ -130,15 +130,14 @@ def finish_job(cfg: Any, ckpt: dict[str, Any], run_dir: Path, result: dict[str, 
 
     from fer_core.model_meta import ModelMeta
     from training.checkpoint import build_model_from_checkpoint
-    from training.data import load_data
     from training.engine import Amp
     from training.export import export_onnx
     from training.teacher_logits import write_teacher_logits
+    from training.train import load_run_data
 
     meta = ModelMeta.from_dict(ckpt["meta"])
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
-    data = load_data(cfg.data, cache_size=cfg.cache_size, equalize=cfg.equalize, seed=cfg.seed, subset=cfg.subset,
-                     cache_dir=cfg.cache_dir, progress=False, split_rule=cfg.split_rule())
+    data = load_run_data(cfg, progress=False)  # as the training read it (skip_bad too)
     model = build_model_from_checkpoint(ckpt).to(device)
     t = time.time()
     write_teacher_logits(model, data, meta.input_size, run_dir / "logits.npz", device, meta.model, meta.mean,
@@ -199,7 +198,7 @@ def run_window(plan_path: str | Path, out: str | Path, work: str | Path, scale: 
     t0 = time.time()
     plan = load_plan(plan_path)
     if (Path.cwd() / ".git").exists():  # in a checkout: what travelled must have fitted (a box has no .git)
-        log.info(check_travel(plan_path))
+        log.info(check_travel(plan))
     out, work = Path(out), Path(work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -350,9 +349,10 @@ def travel_items(plan: dict[str, Any], root: Path) -> dict[str, int]:
     return items
 
 
-def check_travel(plan_path: str | Path, root: str | Path = ".", limit_mib: float = TRAVEL_LIMIT_MIB) -> str:
-    """One line with what would travel for a plan; raises ``ValueError`` naming the biggest items over the limit."""
-    items = travel_items(load_plan(plan_path), Path(root))
+def check_travel(plan: str | Path | dict[str, Any], root: str | Path = ".", limit_mib: float = TRAVEL_LIMIT_MIB) -> str:
+    """One line with what would travel for a plan (its file or :func:`load_plan`'s dict); raises ``ValueError``
+    naming the biggest items over the limit."""
+    items = travel_items(plan if isinstance(plan, dict) else load_plan(plan), Path(root))
     total = sum(items.values())
     biggest = ", ".join(f"{name} {size / 2**20:.1f}" for name, size in sorted(items.items(), key=lambda kv: -kv[1])[:4])
     line = f"travel {total / 2**20:.1f} MiB of {limit_mib:g} MiB ({len(items)} files; biggest, MiB: {biggest})"
