@@ -86,10 +86,15 @@ def crash_safe_suffix() -> str:
     return ".mp4" if fragmented_mp4_available() else ".mkv"
 
 
+def through_pyav(path: str | Path) -> bool:
+    """Whether :class:`VideoWriter` writes ``path`` through PyAV (fragmented H.264 MP4), not OpenCV."""
+    return Path(path).suffix.lower() in FRAGMENTED_SUFFIXES and fragmented_mp4_available()
+
+
 def codec_for(path: str | Path) -> str:
     """The fourcc :class:`VideoWriter` uses for ``path``: ``avc1`` where possible, else by :data:`VIDEO_SUFFIXES`."""
     suffix = Path(path).suffix.lower()
-    if suffix in FRAGMENTED_SUFFIXES and fragmented_mp4_available():
+    if through_pyav(path):
         return "avc1"
     if suffix in H264_SUFFIXES and h264_available():
         return "avc1"
@@ -127,7 +132,7 @@ class VideoWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VideoWriteError(f"cannot write {self.path}: cannot create its folder ({os_reason(exc)})") from exc
-        if self.path.suffix.lower() in FRAGMENTED_SUFFIXES and fragmented_mp4_available():
+        if through_pyav(self.path):
             try:
                 return _FragmentedMp4(self.path, self.fps, w, h)
             except OSError as exc:
