@@ -140,8 +140,9 @@ class MainWindow(QMainWindow):
         self.open_reports = True  # open a finished session report in the browser (off in tests)
         self._camera_scan: CameraScan | None = None
         self._paused_for_bench = False
-        # What the error banner on show is about: "model" (cleared when a model loads), "frame" (cleared by the
-        # next frame processed well), anything else or None (cleared by the next source).
+        # What the error banner on show is about (the worker's error kind, or "warning"): "model" (cleared when a
+        # model loads), "frame" (cleared by the next frame processed well), "recording" (cleared when a recording
+        # starts), anything else or None (cleared by the next source).
         self._banner_kind: str | None = None
         self._save_dirs: dict[str, Path] = {}  # the folders last chosen for "pictures" and "videos"
 
@@ -351,8 +352,6 @@ class MainWindow(QMainWindow):
         """The list shows the model in use again; a failed file of the user's own leaves the list."""
         if not self._from_current():
             return
-        if self.banner.isVisible():  # the error just shown says why: a model that loads clears it
-            self._banner_kind = "model"
         if path and Path(path).resolve() not in self._shipped:
             self.controls.remove_model(path)
         self.controls.set_model(self.model_in_use)
@@ -437,15 +436,13 @@ class MainWindow(QMainWindow):
     def _from_current(self) -> bool:
         return self.sender() is self.worker
 
-    @Slot(str)
-    def _on_error(self, message: str) -> None:
+    @Slot(str, str)
+    def _on_error(self, message: str, kind: str) -> None:
         if not self._from_current():
             return
         self.last_error = message
-        lower = message.lower()
-        self.banner.show_message(message, "error", offer_model="model" in lower or ".onnx" in lower)
-        self._banner_kind = ("frame" if lower.startswith("processing a frame") else
-                             "recording" if "record" in lower else "other")
+        self.banner.show_message(message, "error", offer_model=kind == "model")
+        self._banner_kind = kind
         self.statusBar().showMessage(message, 15000)
         if self.view.image is None:
             self.view.set_placeholder(message + "\n\nUse “Open video…” or “Open image…” on the left or above.")

@@ -141,7 +141,7 @@ class SessionFiles:
     """The files of one worker: the session log of a file source and the user's :class:`Recording`.
 
     Args:
-        worker: has the signals ``status(str)``, ``error(str)``, ``recording_changed(bool)`` and
+        worker: has the signals ``status(str)``, ``error(str, str)``, ``recording_changed(bool)`` and
             ``recording_saved(str)`` (an :class:`app.worker.InferenceWorker`).
     """
 
@@ -193,7 +193,7 @@ class Recording:
     """The user's recording of one worker, reported through the worker's signals.
 
     Args:
-        worker: has the signals ``status(str)``, ``error(str)``, ``recording_changed(bool)`` and
+        worker: has the signals ``status(str)``, ``error(str, str)``, ``recording_changed(bool)`` and
             ``recording_saved(str)`` (an :class:`app.worker.InferenceWorker`).
     """
 
@@ -222,13 +222,14 @@ class Recording:
         fps = source.fps if (not source.is_live and getattr(source, "fps", None)) else rate
         fps = fps if fps and fps >= 1 else 25.0
         if not possible:
-            w.error.emit("Nothing to record: no new frame will come (the source has ended, or it is a photo).")
+            w.error.emit("Nothing to record: no new frame will come (the source has ended, or it is a photo).",
+                         "recording")
             w.recording_changed.emit(False)
             return
         try:
             self.recorder = Recorder(base, fps=fps, labels=list(labels))
         except Exception as exc:
-            w.error.emit(f"Cannot start recording: {exc}")
+            w.error.emit(f"Cannot start recording: {exc}", "recording")
             w.recording_changed.emit(False)
             return
         r = self.recorder
@@ -242,7 +243,7 @@ class Recording:
         try:
             self.recorder.write(annotated, result, index, time_ms)
         except Exception as exc:
-            self._worker.error.emit(f"Recording stopped: {exc}")
+            self._worker.error.emit(f"Recording stopped: {exc}", "recording")
             self.stop()
 
     def stop(self, asked: bool = False) -> None:
@@ -257,7 +258,7 @@ class Recording:
         try:
             recorder.close()
         except Exception as exc:
-            w.error.emit(f"Closing the recording failed: {exc}")
+            w.error.emit(f"Closing the recording failed: {exc}", "recording")
             return
         finally:
             w.recording_changed.emit(False)  # once the files are finished

@@ -59,7 +59,8 @@ class InferenceWorker(QObject):
 
     Signals:
         frame_ready(QImage, FrameResult, FrameStats): annotated frame, its result and its readouts.
-        error(str): something failed, in words for the user (the worker goes on where it can).
+        error(str, str): something failed, in words for the user (the worker goes on where it can), and what it
+            is about: ``"source"``, ``"model"``, ``"frame"`` or ``"recording"`` (what clears the banner).
         warning(str): it works, but not as well as it could (e.g. the Haar fallback detector).
         status(str): progress notes (source opened, model loaded, end of video, recording saved).
         ended(): a file source has no more frames, or a live stream stopped (the last frame is held).
@@ -71,7 +72,7 @@ class InferenceWorker(QObject):
     """
 
     frame_ready = Signal(QImage, object, object)
-    error = Signal(str)
+    error = Signal(str, str)
     warning = Signal(str)
     status = Signal(str)
     ended = Signal()
@@ -139,7 +140,7 @@ class InferenceWorker(QObject):
             self._run()
         except Exception as exc:  # last line of defence: a message, never a crash of the app
             log.exception("worker failed")
-            self.error.emit(f"Unexpected error while processing {describe_source(self.source_spec)}: {exc}")
+            self.error.emit(f"Unexpected error while processing {describe_source(self.source_spec)}: {exc}", "source")
         finally:
             self._release()
             self.finished.emit()
@@ -148,7 +149,7 @@ class InferenceWorker(QObject):
         try:
             self.feed = open_feed(self.source_spec, self._stop_event)
         except FeedError as exc:
-            self.error.emit(str(exc))
+            self.error.emit(str(exc), "source")
             return
         self._still = isinstance(self.feed.source, ImageSource)
         self.status.emit(self.feed.opened_message())
@@ -191,7 +192,7 @@ class InferenceWorker(QObject):
         except Exception as exc:
             what = Path(s.model_path).name if s.model_path else "the default model"
             keep = f" Still using {Path(str(self.pipeline.model_path)).name}." if self.pipeline else ""
-            self.error.emit(f"Cannot load {what}: {exc}.{keep}".replace("..", "."))
+            self.error.emit(f"Cannot load {what}: {exc}.{keep}".replace("..", "."), "model")
             self.model_failed.emit(s.model_path or "")
             return
         old, self.pipeline = self.pipeline, pipeline
@@ -213,7 +214,10 @@ class InferenceWorker(QObject):
         if item is None and self.feed.ended:  # the held frame is shown again, as ended
             self._is_ended, self._done_version = True, -1
             is_error, message = self.feed.end_message(self._frames_processed)
-            (self.error if is_error else self.status).emit(message)
+            if is_error:
+                self.error.emit(message, "source")
+            else:
+                self.status.emit(message)
             self.files.end()
             self.ended.emit()
         return item
@@ -251,7 +255,7 @@ class InferenceWorker(QObject):
                 return self.pipeline.process(frame, still=self._still)
         except Exception as exc:
             log.exception("pipeline failed")
-            self.error.emit(f"Processing a frame failed: {exc}")
+            self.error.emit(f"Processing a frame failed: {exc}", "frame")
         return FrameResult(faces=[], timings={}, frame_shape=tuple(frame.shape))
 
     def _stats(self, result: FrameResult, idx: int, t_ms: float, selected: int | None,

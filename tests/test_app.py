@@ -181,7 +181,7 @@ def run_worker(qtbot, worker: InferenceWorker, n_frames: int) -> tuple[list, lis
     thread.started.connect(worker.run)
     frames, errors = [], []
     worker.frame_ready.connect(lambda img, res, stats: frames.append((img, res, stats)))
-    worker.error.connect(errors.append)
+    worker.error.connect(lambda message, kind: errors.append((message, kind)))
     thread.start()
     try:
         qtbot.waitUntil(lambda: len(frames) >= n_frames, timeout=20000)

@@ -45,7 +45,7 @@ class Running:
         worker.moveToThread(self.thread)
         self.thread.started.connect(worker.run)
         worker.frame_ready.connect(lambda img, res, stats: (self.stats.append(stats), worker.frame_shown()))
-        worker.error.connect(self.errors.append)
+        worker.error.connect(lambda message, kind: self.errors.append((message, kind)))
         worker.status.connect(self.statuses.append)
         worker.recording_saved.connect(self.saved.append)
         worker.recording_changed.connect(self.recording.append)
@@ -136,7 +136,7 @@ def test_record_on_an_ended_video_is_refused_and_writes_nothing(qtbot, settings,
     run.worker.start_recording(tmp_path / "rec")
     run.wait(lambda: run.recording == [False], 5000)
     run.stop()
-    assert any("Nothing to record" in e for e in run.errors)
+    assert any("Nothing to record" in e and kind == "recording" for e, kind in run.errors)
     assert list(tmp_path.glob("rec*")) == [] and run.saved == saved
     assert not any(s.startswith("Saved") for s in run.statuses)
 
