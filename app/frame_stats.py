@@ -14,6 +14,13 @@ from fer_core.results import STAGES, FrameResult
 
 # What the frame on show is: frames coming in, the user paused, the file or stream ended, a photo, or no model.
 STATES = ("running", "paused", "ended", "still", "no model")
+# Why Record is refused, by that state (see nothing_to_record).
+_NOTHING_TO_RECORD = {"ended": "the video has ended", "still": "a photo is on show (Snapshot saves it)"}
+
+
+def nothing_to_record(state: str) -> str:
+    """The message that refuses Record when the frame on show is in ``state`` (no new frame will come)."""
+    return f"Nothing to record: {_NOTHING_TO_RECORD.get(state, 'no new frame will come')}."
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from app.banner import MessageBanner
 from app.bench_panel import BenchPanel
 from app.controls import ControlsPanel
 from app.face_panel import FacePanel
-from app.frame_stats import FrameStats
+from app.frame_stats import FrameStats, nothing_to_record
 from app.memory import release_freed_memory
 from app.qt_env import check_pyside
 from app.readouts import Readouts
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_MS = 5000
 PREFERRED_SIZE = QSize(1360, 860)  # what the window opens at where the screen has room
 SCREEN_SHARE = 0.95  # at most this share of the screen's free area (room for the title bar and frame)
-# Why Record is refused, by the state of the frame on show (app.frame_stats.STATES).
-NOTHING_TO_RECORD = {"ended": "the video has ended", "still": "a photo is on show (Snapshot saves it)"}
 
 
 def initial_size(available: QRect, minimum: QSize) -> QSize:
@@ -519,9 +517,8 @@ class MainWindow(QMainWindow):
     def start_recording(self, base_path: str | Path) -> bool:
         """Record the annotated video to ``<base>`` plus a video suffix and per-face rows to ``<base>.csv``."""
         if self.worker is None or (self.frames_shown and not self.last_stats.can_record):
-            why = ("open a camera, a video or an image first" if self.worker is None else
-                   NOTHING_TO_RECORD.get(self.last_stats.state, "no new frame will come"))
-            self._show_local_error(f"Nothing to record: {why}.")
+            self._show_local_error("Nothing to record: open a camera, a video or an image first."
+                                   if self.worker is None else nothing_to_record(self.last_stats.state))
             self.controls.set_recording(False)
             return False
         self.worker.start_recording(base_path)

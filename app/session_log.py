@@ -206,24 +206,23 @@ class Recording:
         return self.recorder is not None
 
     def handle(self, request: tuple[str, str | None], source: Any, rate: float, labels: Sequence[str],
-               possible: bool) -> None:
+               refused: str | None) -> None:
         """Do what the user asked: ``("stop", None)`` or ``("start", base)`` (see :meth:`start`)."""
         action, base = request
         if action == "stop":
             self.stop(asked=True)
         else:
-            self.start(str(base), source, rate, labels, possible)
+            self.start(str(base), source, rate, labels, refused)
 
-    def start(self, base: str, source: Any, rate: float, labels: Sequence[str], possible: bool) -> None:
-        """Record to ``<base>.mp4`` + ``.csv`` at a file's frame rate (else ``rate``, else 25 fps); refused (a
-        message, the button off) when ``possible`` is False: no frame will come (the end of a file, a photo)."""
+    def start(self, base: str, source: Any, rate: float, labels: Sequence[str], refused: str | None) -> None:
+        """Record to ``<base>.mp4`` + ``.csv`` at a file's frame rate (else ``rate``, else 25 fps); refused (the
+        ``refused`` message, the button off) when no frame will come (the end of a file, a photo)."""
         w = self._worker
         self.stop()
         fps = source.fps if (not source.is_live and getattr(source, "fps", None)) else rate
         fps = fps if fps and fps >= 1 else 25.0
-        if not possible:
-            w.error.emit("Nothing to record: no new frame will come (the source has ended, or it is a photo).",
-                         "recording")
+        if refused:
+            w.error.emit(refused, "recording")
             w.recording_changed.emit(False)
             return
         try:

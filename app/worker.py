@@ -25,7 +25,7 @@ from fer_core.results import FrameResult
 from fer_core.sources import ImageSource
 
 from app.feed import Feed, FeedError, Item, describe_source, open_feed
-from app.frame_stats import FrameStats, selected_face
+from app.frame_stats import FrameStats, nothing_to_record, selected_face
 from app.memory import release_freed_memory
 from app.session_log import SessionFiles
 from app.worker_settings import Inbox, WorkerSettings
@@ -278,7 +278,8 @@ class InferenceWorker(QObject):
         request = self._inbox.take_request()
         if request is not None:
             labels = list(self.pipeline.labels) if self.pipeline is not None else []
-            self.files.recording.handle(request, self.feed.source, self.feed.rates()[1], labels, self._can_record())
+            refused = None if self._can_record() else nothing_to_record("still" if self._still else "ended")
+            self.files.recording.handle(request, self.feed.source, self.feed.rates()[1], labels, refused)
 
     # ----- shutdown ----------------------------------------------------------------------------
     def _release(self) -> None:
