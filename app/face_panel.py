@@ -85,8 +85,7 @@ class TimelineChart(QWidget):
         super().__init__(parent)
         self.window_s = window_s
         self.labels: list[str] = []
-        self.times = np.zeros(0)
-        self.values = np.zeros((0, 0))
+        self._points: Sequence[tuple[float, np.ndarray]] = ()
         self._curves: list[pg.PlotDataItem] = []
         self._right = 0.0
         self._drawn_at = -1e9
@@ -119,17 +118,30 @@ class TimelineChart(QWidget):
     @property
     def point_count(self) -> int:
         """Number of time points on show."""
-        return len(self.times)
+        return len(self._points)
 
-    def set_series(self, labels: Sequence[str], times_s: np.ndarray, values: np.ndarray,
+    @property
+    def times(self) -> np.ndarray:
+        """The points' times in seconds, (T,)."""
+        return np.array([t for t, _ in self._points], np.float64)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The points' probabilities, (T, C)."""
+        if not self._points:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return np.stack([p for _, p in self._points]).astype(np.float32, copy=False)
+
+    def set_series(self, labels: Sequence[str], points: Sequence[tuple[float, np.ndarray]],
                    now: float | None = None) -> None:
-        """Show ``values`` (T, C) at ``times_s`` (T,) seconds; ``now`` (default: the last time) is the right edge."""
+        """Show the (time s, probabilities) ``points``; ``now`` (default: the last time) is the right edge.
+
+        The points are kept by reference and turned into arrays only when drawn (at most every ``DRAW_S``), so a
+        caller that appends to them every frame pays for that a few times a second, not every frame."""
         if list(labels) != self.labels:
             self._make_curves(labels)
-        self.times = np.asarray(times_s, np.float64)
-        right = float(now) if now is not None else (float(self.times[-1]) if len(self.times) else 0.0)
-        self.values = np.asarray(values, np.float32).reshape(len(self.times), len(self.labels))
-        self._right = right
+        self._points = points
+        self._right = float(now) if now is not None else (float(points[-1][0]) if len(points) else 0.0)
         # Redrawing the plot costs ~10 ms: at most every DRAW_S seconds (the rest a timer draws), not every frame.
         wait = self._drawn_at + DRAW_S - time.monotonic()
         if wait <= 0:
@@ -140,10 +152,10 @@ class TimelineChart(QWidget):
     def _draw(self) -> None:
         self._draw_timer.stop()
         self._drawn_at = time.monotonic()
-        x = self.times - self._right
+        x, values = self.times - self._right, np.clip(self.values, 0, 1)
         dot = "o" if len(x) == 1 else None  # a photo has one point: a dot, where a line would not show
         for c, curve in enumerate(self._curves):
-            curve.setData(x, np.clip(self.values[:, c], 0, 1), symbol=dot, symbolSize=7,
+            curve.setData(x, values[:, c], symbol=dot, symbolSize=7,
                           symbolBrush=qcolor(self.labels[c]), symbolPen=None)
 
     def _make_curves(self, labels: Sequence[str]) -> None:
@@ -245,8 +257,4 @@ class FacePanel(QWidget):
         else:
             self.title.setText("No face detected" if tid is None else f"Face #{tid}: gone")
             self.bars.set_probs(self.labels, None)
-        if hist:
-            times = np.array([p[0] for p in hist])
-            self.chart.set_series(self.labels, times, np.stack([p[1] for p in hist]), now=self._now)
-        else:
-            self.chart.set_series(self.labels, np.zeros(0), np.zeros((0, len(self.labels))))
+        self.chart.set_series(self.labels, hist or (), now=self._now if hist else None)
