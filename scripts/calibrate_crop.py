@@ -11,8 +11,9 @@
 ``evaluate`` does the same with *test* faces (PrivateTest, 96-240 px, tilted up to +-20 degrees) and scores the
 whole pipeline: the face counts as right when a detected face's top label is the true one (a missed face counts
 as wrong), for the old crop (margin 0.2, centred), the calibrated crop, and the calibrated crop turned upright.
-``--lag 0.05,0.1`` also scores the calibrated upright crop (the default) of a box found before the face moved by that part of its side
-(in a random direction): what reusing a frame's boxes in the next costs (``quality="fastest"``) at that speed.
+``--lag 0.05,0.1`` also scores the calibrated upright crop (the default) of a box found before the face moved by
+that part of its side (in a random direction): what reusing a frame's boxes in the next costs (``quality="fastest"``)
+at that speed.
 ``--one-view`` reads each face once, as the qualities balanced and fastest do.
 """
 
@@ -87,6 +88,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                                       angle=float(rng.uniform(-20, 20)))
         frames.append((frame, place, label))
     out = {"faces": len(frames), "model": Path(args.model).name if args.model else "default"}
+    found_whole = []  # (frame, place, label, detection) of the faces the whole-frame search found
     for small in (False, True):
         key = "small faces" if small else "whole frame"
         right = {name: 0 for name in CROPS}
@@ -97,6 +99,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                 if d is None:
                     continue
                 found += 1
+                if not small:
+                    found_whole.append((frame, place, label, d))
                 for name, c in CROPS.items():
                     crop = crop_face(frame, d.box, c["margin"], shift=c["shift"], eyes=d.eyes if c["align"] else None)
                     probs = clf.predict([crop])[0]
@@ -105,27 +109,24 @@ def evaluate(args: argparse.Namespace) -> dict:
         print(f"{key}: {found}/{len(frames)} faces found; accuracy (missed faces count as wrong): "
               + ", ".join(f"{name} {right[name] / len(frames):.1%}" for name in CROPS))
     if args.lag:
-        out["held boxes"] = held_boxes(args, clf, frames, rng)
+        out["held boxes"] = held_boxes(args.lag, clf, found_whole, len(frames), rng)
     return out
 
 
-def held_boxes(args: argparse.Namespace, clf, frames: list, rng: np.random.Generator) -> dict[str, float]:
-    """Accuracy of the calibrated upright crop (whole-frame search) when the face has moved by ``lag`` of its side since
-    its box was found, for each of ``args.lag``; a missed face counts as wrong."""
-    right = dict.fromkeys(args.lag, 0)
-    with FaceDetector(args.face_model, running_mode="image") as det:
-        for frame, place, label in frames:
-            d = detection_at(det.detect(frame), place.cx, place.cy)
-            if d is None:
-                continue
-            turn = rng.uniform(0, 2 * np.pi)
-            for lag in args.lag:  # the face moved by (dx, dy): the held box sits that far behind it
-                dx, dy = -lag * place.side * np.cos(turn), -lag * place.side * np.sin(turn)
-                x, y, w, h = d.box
-                eyes = None if d.eyes is None else tuple((ex + dx, ey + dy) for ex, ey in d.eyes)
-                crop = crop_face(frame, (round(x + dx), round(y + dy), w, h), CROP_MARGIN, shift=CROP_SHIFT, eyes=eyes)
-                right[lag] += clf.labels[int(np.argmax(clf.predict([crop])[0]))] == label
-    result = {f"lag {lag:g}": right[lag] / len(frames) for lag in args.lag}
+def held_boxes(lags: list[float], clf, found: list, faces: int, rng: np.random.Generator) -> dict[str, float]:
+    """Accuracy of the calibrated upright crop of each face in ``found`` (frame, place, label, its whole-frame
+    detection) when the face has moved by ``lag`` of its side since its box was found, for each of ``lags``; of
+    ``faces`` in all, the ones not found counting as wrong."""
+    right = dict.fromkeys(lags, 0)
+    for frame, place, label, d in found:
+        turn = rng.uniform(0, 2 * np.pi)
+        x, y, w, h = d.box
+        for lag in lags:  # the face moved by (dx, dy): the held box sits that far behind it
+            dx, dy = -lag * place.side * np.cos(turn), -lag * place.side * np.sin(turn)
+            eyes = None if d.eyes is None else tuple((ex + dx, ey + dy) for ex, ey in d.eyes)
+            crop = crop_face(frame, (round(x + dx), round(y + dy), w, h), CROP_MARGIN, shift=CROP_SHIFT, eyes=eyes)
+            right[lag] += clf.labels[int(np.argmax(clf.predict([crop])[0]))] == label
+    result = {f"lag {lag:g}": right[lag] / faces for lag in lags}
     print("held boxes (whole frame, calibrated + upright): "
           + ", ".join(f"{k} {v:.1%}" for k, v in result.items()))
     return result
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--face-model", default=None, help="BlazeFace .tflite (default: the usual search)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--one-view", action="store_true",
-                   help="evaluate: read each face once, without the model's mirror averaging (quality balanced / fastest)")
+                   help="evaluate: read each face once, without the model's mirror averaging (balanced, fastest)")
     p.add_argument("--lag", type=lambda v: [float(x) for x in v.split(",")], default=[],
                    help="evaluate: also score held boxes, the face moved by these parts of its side (0,0.05,0.1)")
     p.add_argument("--json", help="write the figures here")
