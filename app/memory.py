@@ -16,6 +16,7 @@ import sys
 
 log = logging.getLogger(__name__)
 
+
 def _libc():
     if not sys.platform.startswith("linux"):
         return None

@@ -1,8 +1,9 @@
 """Recording: the annotated video plus one CSV row per face per frame (the ``fer-run`` format).
 
 The video is a fragmented H.264 MP4 (Matroska without PyAV; :func:`~fer_core.video_writer.crash_safe_suffix`):
-written as it goes, so an app that crashes or is killed leaves a playable file missing only its last second; the CSV reaches the disk at least
-once a second (:mod:`fer_core.records`). Used by the worker thread (the UI thread never writes frames)::
+written as it goes, so an app that crashes or is killed leaves a playable file missing only its last second; the
+CSV reaches the disk at least once a second (:mod:`fer_core.records`). Used by the worker thread (the UI thread
+never writes frames)::
 
     rec = Recorder("out/session1", fps=30, labels=pipeline.labels)   # out/session1.mp4 + .csv
     rec.write(annotated_bgr, result, frame_index, time_ms)

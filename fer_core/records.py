@@ -2,8 +2,9 @@
 
 Columns: ``frame, time_ms, [source,] track_id, x, y, w, h, label, score, uncertain`` (0/1), ``age_ms`` (how old
 the face's reading is: 0 when it was read in this frame, more when a quality other than ``best`` let it wait its
-turn, see ``Face.age_ms``) then ``p_<label>`` for every class in the model's output order; ``source`` (the image file a row comes from) with ``with_source=True``,
-as for a folder of photos. Shared by ``fer-run`` and the desktop app's recorder::
+turn, see ``Face.age_ms``) then ``p_<label>`` for every class in the model's output order; ``source`` (the image
+file a row comes from) with ``with_source=True``, as for a folder of photos. Shared by ``fer-run`` and the desktop
+app's recorder::
 
     with FaceRecordWriter("out/faces.csv", labels) as rec:
         rec.write(frame_idx, t_ms, result.faces)
